@@ -1,0 +1,89 @@
+import dataclasses
+import json
+
+import pytest
+
+from common import claims as C
+from common.claims import Claim
+from common.experiment import Experiment, register, run_experiment, write_report
+from common.results import markdown_table, reported_vs_measured
+
+
+@dataclasses.dataclass
+class ToyConfig:
+    value: float = 0.7
+    fail: bool = False
+
+
+def toy(cfg, ctx):
+    from common.plotting import plt
+    if cfg.fail:
+        raise RuntimeError("planned failure")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, cfg.value])
+    ctx.savefig(fig, "line", "a line")
+    ctx.table("Toy", ["a", "b"], [[1, cfg.value]])
+    return {"acc": cfg.value * 100, "chance": 50.0}
+
+
+register(Experiment(name="toy.exp", target="tests.test_results:toy", config=ToyConfig, title="toy",
+                    source="test", presets={"smoke": {}, "default": {}, "paper": {"value": 0.9}},
+                    reported={"acc": 71.0, "chance": {"value": 50.0, "note": "as printed"}},
+                    claims=(Claim("acc above chance", C.greater("acc", "chance")),
+                            Claim("paper-only", C.greater("acc", "chance"), presets=("paper",)))))
+
+
+def test_result_record_has_provenance_and_tables(tmp_path):
+    rec = run_experiment("toy.exp", "default", out_root=tmp_path, seed=5)
+    d = tmp_path / "toy.exp" / "default"
+    on_disk = json.loads((d / "result.json").read_text())
+    prov = on_disk["provenance"]
+    for key in ("config", "preset", "datasets", "seed", "device", "versions", "git", "wall_time_s", "started_utc"):
+        assert key in prov, key
+    assert prov["seed"] == 5 and prov["config"] == {"value": 0.7, "fail": False}
+    assert prov["versions"]["torch"] and prov["versions"]["python"]
+    assert on_disk["metrics"]["acc"] == pytest.approx(70.0)
+    assert [c["status"] for c in rec["claims"]] == ["PASS", "SKIP"]
+    md = (d / "tables.md").read_text()
+    assert "| acc | 70.00 | 71.00 | -1.00 |" in md and "as printed" in md and "line.png" in md
+    assert (d / "line.png").stat().st_size > 1000
+
+
+def test_failed_run_keeps_previous_result(tmp_path):
+    run_experiment("toy.exp", "default", out_root=tmp_path)
+    good = (tmp_path / "toy.exp" / "default" / "result.json").read_text()
+    with pytest.raises(RuntimeError, match="planned failure"):
+        run_experiment("toy.exp", "default", out_root=tmp_path, overrides={"fail": True})
+    assert (tmp_path / "toy.exp" / "default" / "result.json").read_text() == good
+    failed = list((tmp_path / "toy.exp").glob("default.failed-*"))
+    assert len(failed) == 1 and "planned failure" in (failed[0] / "error.txt").read_text()
+    # a second good run replaces the current one and archives the first, never deletes it
+    run_experiment("toy.exp", "default", out_root=tmp_path, overrides={"value": 0.8})
+    archived = list((tmp_path / "toy.exp" / ".archive").glob("default-*/result.json"))
+    assert len(archived) == 1 and archived[0].read_text() == good
+    assert not list((tmp_path / "toy.exp").glob("default.partial-*"))
+
+
+def test_report_gathers_tables_and_claims(tmp_path):
+    run_experiment("toy.exp", "default", out_root=tmp_path)
+    report = write_report(tmp_path, "default").read_text()
+    assert "toy.exp" in report and "PASS" in report and "toy.exp/default/line.png" in report
+    assert "1 PASS, 1 SKIP" in report
+
+
+def test_markdown_helpers():
+    assert markdown_table(["a", "b"], [[1, 0.5], ["x", None]]) == "| a | b |\n|---|---|\n| 1 | 0.50 |\n| x | - |"
+    md = reported_vs_measured({"m": 2.0}, {"m": 3.0, "missing": 1.0})
+    assert "| m | 2.00 | 3.00 | -1.00 |" in md and "| missing | - | 1.00 | - |" in md
+
+
+def test_claim_helpers():
+    m = {"a": 3.0, "b": 2.0, "c": 1.0}
+    assert C.descending(["a", "b", "c"])(m)[0] and not C.descending(["c", "b"])(m)[0]
+    assert C.within("a", "b", 1.0)(m)[0] and not C.within("a", "c", 1.0)(m)[0]
+    assert Claim("x", C.greater("a", "zz")).evaluate(m, "default")["status"] == "ERROR"
+    lo, hi = C.binomial_ci(50, 100)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.19, abs=0.01)
+    import numpy as np
+    lo, hi = C.bootstrap_ci(np.r_[np.zeros(50), np.ones(50)], n_boot=500)
+    assert lo < 0.5 < hi
