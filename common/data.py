@@ -248,6 +248,8 @@ _LAYOUTS = {
     "imagenet": "<root>/imagenet/{train,val}/<wnid>/*.JPEG (class-per-folder; torchvision.datasets.ImageFolder)",
     "notmnist_small": "<root>/notMNIST_small/{A..J}/*.png (28x28 greyscale)",
     "image-folder": "<root>/<any folder>/**/*.{jpg,jpeg,png}",
+    "voc2007": "<root>/VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main/test.txt} (torchvision.datasets.VOCDetection)",
+    "coco2014": "<root>/coco/val2014/*.jpg and <root>/coco/annotations/instances_val2014.json (torchvision.datasets.CocoDetection)",
 }
 _HOW = {
     "mnist": "torchvision.datasets.MNIST(root, download=True) on a machine with network, then copy <root>/MNIST",
@@ -257,6 +259,8 @@ _HOW = {
     "tiny-imagenet": "http://cs231n.stanford.edu/tiny-imagenet-200.zip, unzipped under <root>",
     "imagenet": "ILSVRC2012 from image-net.org; val re-sorted into class folders (e.g. valprep.sh)",
     "notmnist_small": "notMNIST_small.tar.gz (Yaroslav Bulatov's notMNIST page), extracted under <root>",
+    "voc2007": "VOCtest_06-Nov-2007.tar from the PASCAL VOC site, extracted under <root>",
+    "coco2014": "val2014.zip and annotations_trainval2014.zip from cocodataset.org, under <root>/coco",
 }
 
 
@@ -349,6 +353,29 @@ def _notmnist_small(split, root):
     ds = ImageClassification("notmnist_small", split, np.stack(xs)[..., None], np.array(ys, np.int64), letters, str(base))
     ds.skipped = skipped  # type: ignore[attr-defined]
     return ds
+
+
+@register_dataset("voc2007", splits=("test",))
+def _voc2007(split, root):
+    """PASCAL VOC 2007 test images with their boxes (the pointing game of document 001)."""
+    from torchvision.datasets import VOCDetection
+    path = root / "VOCdevkit" / "VOC2007"
+    if not (path / "ImageSets" / "Main" / f"{split}.txt").exists():
+        raise DatasetMissingError("voc2007", path, _LAYOUTS["voc2007"], _HOW["voc2007"])
+    ds = VOCDetection(str(root), year="2007", image_set=split, download=False)
+    return ImageFolderData("voc2007", split, ds, [], str(path))
+
+
+@register_dataset("coco2014", splits=("val",))
+def _coco2014(split, root):
+    """COCO 2014 val images with their boxes (the pointing game of document 001)."""
+    from torchvision.datasets import CocoDetection
+    images, ann = root / "coco" / "val2014", root / "coco" / "annotations" / "instances_val2014.json"
+    if not (images.is_dir() and ann.exists()):
+        raise DatasetMissingError("coco2014", images if not images.is_dir() else ann, _LAYOUTS["coco2014"],
+                                  _HOW["coco2014"])
+    ds = CocoDetection(str(images), str(ann))
+    return ImageFolderData("coco2014", split, ds, [], str(images))
 
 
 def image_folder(path: str | os.PathLike, name: str = "image-folder") -> ImageFolderData:

@@ -42,7 +42,9 @@ def test_easyvqa_counts():
                                                ("tiny-imagenet", "train", "tiny-imagenet-200"),
                                                ("imagenet", "val", "imagenet"),
                                                ("mnist", "test", "MNIST"),
-                                               ("notmnist_small", "all", "notMNIST_small")])
+                                               ("notmnist_small", "all", "notMNIST_small"),
+                                               ("voc2007", "test", "VOC2007"),
+                                               ("coco2014", "val", "val2014")])
 def test_missing_real_dataset_is_a_clear_error(tmp_path, name, split, folder):
     with pytest.raises(DatasetMissingError) as e:
         load_dataset(name, split, data_root=tmp_path)
