@@ -28,8 +28,12 @@ setup() {
   local stamp; stamp=$(sha256sum pyproject.toml | cut -c1-16)
   if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
     echo "[setup] installing the project and its pinned dependencies into .venv (a few minutes, once)"
-    .venv/bin/python -m pip install -q --upgrade pip setuptools wheel >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q -e .
+    .venv/bin/python -m pip install -q --upgrade pip setuptools wheel >.venv/install.log 2>&1 || true
+    if ! .venv/bin/python -m pip install -q -e . >>.venv/install.log 2>&1; then
+      grep -v "^WARNING: Location" .venv/install.log | tail -30 >&2
+      echo "error: installing the dependencies failed (full log: .venv/install.log)" >&2
+      exit 1
+    fi
     echo "$stamp" > .venv/.installed
   fi
 }
