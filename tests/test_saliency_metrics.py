@@ -52,7 +52,9 @@ def test_insertion_deletion_exact_curves(saliency):
 
 
 def test_a_good_map_beats_a_reversed_one():
-    m, x, t = RegionModel(), torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([1] * 3)
+    m, t = RegionModel(), torch.tensor([1] * 3)
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2
+    x[:, :, 0, :] = 1.0   # the evidence (first 16 pixels) is bright; blurring dims it
     good = torch.zeros(3, 16, 16)
     good.view(3, -1)[:, :16] = 1.0
     bad = 1.0 - good
