@@ -46,3 +46,41 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
         raise UnsafeCheckpointError(f"{path} does not hold a flat dict of tensors")
     return obj
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoint folders: <work_dir>/ckpt/{*.safetensors, state.json}, replaced atomically
+# --------------------------------------------------------------------------------------------------
+def write_checkpoint_dir(work_dir: str | os.PathLike, write_files, state: dict) -> Path:
+    """Write a checkpoint folder so that a kill at any moment leaves a complete one behind.
+
+    ``write_files(tmp_dir)`` writes the tensor files (safetensors); ``state`` (JSON) is written last.
+    The folder is built as ``ckpt.tmp`` and swapped in; ``ckpt.old`` covers a kill between renames.
+    Torch (common.trainer) and JAX (chapter loops, via common.bridge.save_pytree) share this.
+    """
+    import json
+    import shutil
+    work_dir = Path(work_dir)
+    tmp, cur, old = work_dir / "ckpt.tmp", work_dir / "ckpt", work_dir / "ckpt.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_files(tmp)
+    with open(tmp / "state.json", "w") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    shutil.rmtree(old, ignore_errors=True)
+    if cur.exists():
+        os.replace(cur, old)
+    os.replace(tmp, cur)
+    shutil.rmtree(old, ignore_errors=True)
+    return cur
+
+
+def latest_checkpoint_dir(work_dir: str | os.PathLike, required: tuple[str, ...] = ()) -> Path | None:
+    """The last complete checkpoint folder (``ckpt``, else ``ckpt.old``), or None."""
+    for name in ("ckpt", "ckpt.old"):
+        d = Path(work_dir) / name
+        if (d / "state.json").exists() and all((d / r).exists() for r in required):
+            return d
+    return None

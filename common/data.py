@@ -11,6 +11,7 @@ Chapters add their own entries (VQA 2.0 features, say) with ``@register_dataset`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import importlib.util
 import json
@@ -264,43 +265,28 @@ _HOW = {
 }
 
 
-def _torchvision_arrays(name, cls, folder, split, root, classes=None):
+def _torchvision_arrays(name, class_name, folder, split, root):
+    """A torchvision dataset class whose files fit in memory, read as uint8 NHWC arrays."""
+    import torchvision.datasets
     path = root / folder
     if not path.exists():
         raise DatasetMissingError(name, path, _LAYOUTS[name], _HOW[name])
     try:
-        ds = cls(str(root), train=(split == "train"), download=False)
+        ds = getattr(torchvision.datasets, class_name)(str(root), train=(split == "train"), download=False)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
         raise DatasetMissingError(name, path, _LAYOUTS[name], _HOW[name]) from e
     x = np.asarray(ds.data if not hasattr(ds.data, "numpy") else ds.data.numpy())
     if x.ndim == 3:
         x = x[..., None]
     y = np.asarray(ds.targets, dtype=np.int64)
-    return ImageClassification(name, split, x.astype(np.uint8), y, list(classes or ds.classes), str(path))
+    return ImageClassification(name, split, x.astype(np.uint8), y, list(ds.classes), str(path))
 
 
-@register_dataset("mnist", splits=("train", "test"))
-def _mnist(split, root):
-    from torchvision.datasets import MNIST
-    return _torchvision_arrays("mnist", MNIST, "MNIST", split, root)
-
-
-@register_dataset("fashion-mnist", splits=("train", "test"))
-def _fashion(split, root):
-    from torchvision.datasets import FashionMNIST
-    return _torchvision_arrays("fashion-mnist", FashionMNIST, "FashionMNIST", split, root)
-
-
-@register_dataset("cifar10", splits=("train", "test"))
-def _cifar10(split, root):
-    from torchvision.datasets import CIFAR10
-    return _torchvision_arrays("cifar10", CIFAR10, "cifar-10-batches-py", split, root)
-
-
-@register_dataset("cifar100", splits=("train", "test"))
-def _cifar100(split, root):
-    from torchvision.datasets import CIFAR100
-    return _torchvision_arrays("cifar100", CIFAR100, "cifar-100-python", split, root)
+for _name, _class_name, _folder in (("mnist", "MNIST", "MNIST"), ("fashion-mnist", "FashionMNIST", "FashionMNIST"),
+                                    ("cifar10", "CIFAR10", "cifar-10-batches-py"),
+                                    ("cifar100", "CIFAR100", "cifar-100-python")):
+    register_dataset(_name, splits=("train", "test"), description=f"torchvision.datasets.{_class_name} under the data root")(
+        functools.partial(_torchvision_arrays, _name, _class_name, _folder))
 
 
 @register_dataset("tiny-imagenet", splits=("train", "val"))

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,7 +34,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.checkpoint import load_state_dict, save_state_dict
+from common.checkpoint import latest_checkpoint_dir, load_state_dict, save_state_dict, write_checkpoint_dir
 
 
 class NonFiniteLossError(RuntimeError):
@@ -190,31 +189,17 @@ def _optim_from_flat(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> N
 
 
 def _ckpt_dir(work_dir: Path) -> Path | None:
-    """The last complete checkpoint; ``ckpt.old`` covers a kill between the two renames."""
-    for name in ("ckpt", "ckpt.old"):
-        d = work_dir / name
-        if (d / "state.json").exists() and (d / "model.safetensors").exists():
-            return d
-    return None
+    return latest_checkpoint_dir(work_dir, required=("model.safetensors",))
 
 
 def save_checkpoint(work_dir: Path, model: nn.Module, opt, state: dict) -> None:
-    tmp, cur, old = work_dir / "ckpt.tmp", work_dir / "ckpt", work_dir / "ckpt.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_state_dict(unwrap(model).state_dict(), tmp / "model.safetensors")
     otensors, ometa = _optim_to_flat(opt)
-    save_state_dict(otensors, tmp / "optim.safetensors")
-    state = dict(state, optimizer=ometa, rng=_rng_state())
-    with open(tmp / "state.json", "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    shutil.rmtree(old, ignore_errors=True)
-    if cur.exists():
-        os.replace(cur, old)
-    os.replace(tmp, cur)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def write(tmp: Path):
+        save_state_dict(unwrap(model).state_dict(), tmp / "model.safetensors")
+        save_state_dict(otensors, tmp / "optim.safetensors")
+
+    write_checkpoint_dir(work_dir, write, dict(state, optimizer=ometa, rng=_rng_state()))
 
 
 def load_checkpoint(work_dir: Path, model: nn.Module, opt=None) -> dict | None:
