@@ -86,3 +86,18 @@ def test_train_val_split_deterministic_and_disjoint():
     assert np.array_equal(np.bincount(y[a_va]), np.full(5, 4))
     c_tr, _ = train_val_split(100, 0.2, seed=4, labels=y)
     assert not np.array_equal(a_tr, c_tr)
+
+
+def test_mnist_idx_layout_loads(tmp_path):
+    """The real-data path: MNIST in torchvision's raw idx format under <root>/MNIST/raw."""
+    import struct
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    imgs = np.arange(5 * 28 * 28, dtype=np.uint32).reshape(5, 28, 28) % 256
+    labels = np.array([3, 1, 4, 1, 5], np.uint8)
+    for prefix in ("train", "t10k"):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, 5, 28, 28) + imgs.astype(np.uint8).tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, 5) + labels.tobytes())
+    ds = load_dataset("mnist", "train", tmp_path)
+    assert ds.x.shape == (5, 28, 28, 1) and list(ds.y) == [3, 1, 4, 1, 5]
+    assert np.array_equal(ds.x[..., 0], imgs.astype(np.uint8)) and ds.name == "mnist"
