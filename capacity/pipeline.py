@@ -1,0 +1,301 @@
+"""The shared pipeline of every capacity experiment: data -> classifiers f_i -> A_S -> A_i ->
+one evaluation pass. Each stage lives in ``ctx.work_dir(stage, key)`` with a key made only of what
+determines it, so all capacity experiments (and reruns) share the trained models and the
+evaluation, and a changed setting trains afresh.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capacity.data import ArraySource, FolderSource, ordered_batches, pad_to
+
+PAPER_LETTERS = {"lenet": "L", "alexnet": "A", "vgg16": "V", "resnet50": "R", "inception_v3": "I"}
+
+
+def short(name: str) -> str:
+    """Subscript used in tables: the thesis' letters for its classifiers, the name otherwise."""
+    return PAPER_LETTERS.get(name, name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def _source(ds, cfg):
+    from common.data import ImageClassification
+    if isinstance(ds, ImageClassification):
+        x = ds.x
+        if x.shape[1] != cfg.image_size or x.shape[2] != cfg.image_size:
+            x = pad_to(x, cfg.image_size)
+        return ArraySource(x, ds.y)
+    return FolderSource(ds.dataset, resize=cfg.resize or cfg.image_size, crop=cfg.image_size,
+                        num_workers=cfg.num_workers)
+
+
+def _materialize(src, cfg):
+    """A small folder source held in memory (tests, small folders): no DataLoader workers later."""
+    if isinstance(src, FolderSource) and len(src) <= cfg.materialize_max:
+        xs, ys = zip(*src.batches(ordered_batches(np.arange(len(src)), 256)))
+        return ArraySource(np.concatenate(xs), np.concatenate(ys))
+    return src
+
+
+def _limit(src, n, seed):
+    if not n or n >= len(src):
+        return src
+    idx = np.sort(np.random.default_rng(seed).permutation(len(src))[:n])
+    if isinstance(src, ArraySource):
+        return ArraySource(src.x[idx], src.y[idx])
+    from torch.utils.data import Subset
+    return FolderSource(Subset(src.dataset, idx.tolist()), src.resize, src.crop, src.num_workers)
+
+
+def load_sources(cfg, ctx) -> dict:
+    """train (classifiers, fine-tuning), pretrain (A_S), eval (accuracy) and nmi (eval + extra)."""
+    from common.data import image_folder
+    train = _materialize(_limit(_source(ctx.load_dataset(cfg.dataset, cfg.train_split), cfg), cfg.max_train, 1), cfg)
+    ev = _materialize(_limit(_source(ctx.load_dataset(cfg.dataset, cfg.eval_split), cfg), cfg.max_eval, 2), cfg)
+    if cfg.pretrain_folder:
+        root = Path(cfg.pretrain_folder)
+        if not root.is_absolute() and ctx.data_root:
+            root = Path(ctx.data_root) / root
+        folder = image_folder(root, name="pretrain-folder")
+        ctx.record_dataset(folder)
+        pre = _materialize(_limit(_source(folder, cfg), cfg.max_pretrain, 3), cfg)
+    else:
+        pre = train
+    extra = None
+    if cfg.nmi_extra_split == cfg.train_split and isinstance(train, ArraySource):
+        extra = train
+    elif cfg.nmi_extra_split:
+        extra = _limit(_source(ctx.load_dataset(cfg.dataset, cfg.nmi_extra_split), cfg), cfg.max_train, 1)
+    if extra is not None and isinstance(ev, ArraySource) and isinstance(extra, ArraySource):
+        nmi = ArraySource(np.concatenate([ev.x, extra.x]), np.concatenate([ev.y, extra.y]))
+        is_eval = np.arange(len(nmi)) < len(ev)
+    else:
+        nmi, is_eval = ev, np.ones(len(ev), bool)
+    return {"train": train, "pretrain": pre, "eval": ev, "nmi": nmi, "is_eval": is_eval}
+
+
+class TorchView:
+    """A source as a torch Dataset of (float CHW in [0, 1], label) for common.trainer.fit."""
+
+    def __init__(self, src):
+        self.src = src
+
+    def __len__(self):
+        return len(self.src)
+
+    def __getitem__(self, i):
+        import torch
+        x, y = next(iter(self.src.batches([[i]])))
+        return torch.from_numpy(x[0]).permute(2, 0, 1).float() / 255.0, int(y[0])
+
+
+def to_torch_tensors(src: ArraySource):
+    import torch
+    return torch.from_numpy(src.x).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(src.y)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------------
+def _arch(cfg, name):
+    """The architecture's description, so that a changed network never reuses an old checkpoint."""
+    if cfg.zoo and name != "lenet":
+        return f"torchvision.{name}"
+    from capacity.classifiers import digit_classifier
+    return repr(digit_classifier(name, 3 if cfg.zoo else 1, cfg.n_classes, cfg.image_size))
+
+
+def _classifier_key(cfg, name):
+    return {"arch": _arch(cfg, name), "dataset": cfg.dataset, "split": cfg.train_split, "size": cfg.image_size, "resize": cfg.resize,
+            "name": name, "max_train": cfg.max_train, "zoo": cfg.zoo, "weights": cfg.zoo_weights,
+            "n_classes": cfg.n_classes, "train": dataclasses.asdict(cfg.train)}
+
+
+def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict]:
+    """name -> frozen torch classifier in eval mode (trained once, or loaded from the zoo)."""
+    import torch
+    from common.trainer import fit
+    from capacity.classifiers import Preprocessed, digit_classifier, zoo_classifier, LeNet
+    out, info = {}, {}
+    train = sources["train"]
+    c = train.image_shape[-1]
+    for name in cfg.classifiers:
+        if cfg.zoo and name != "lenet":
+            model = zoo_classifier(name, cfg.zoo_weights, cfg.n_classes)
+            info[name] = {"source": f"torchvision {name} ({cfg.zoo_weights} weights)"}
+        else:
+            torch.manual_seed(ctx.seed)
+            if cfg.zoo:   # our LeNet at ImageNet scale: RGB, normalised like the zoo models
+                from capacity.classifiers import IMAGENET_MEAN, IMAGENET_STD
+                model = Preprocessed(LeNet(c, cfg.n_classes, cfg.image_size), IMAGENET_MEAN, IMAGENET_STD)
+            else:
+                model = digit_classifier(name, c, cfg.n_classes, cfg.image_size)
+            data = to_torch_tensors(train) if isinstance(train, ArraySource) else TorchView(train)
+            res = fit(model, data, ctx.train_config(cfg.train),
+                      ctx.work_dir(f"capacity-clf-{name}", _classifier_key(cfg, name)), desc=f"classifier {name}")
+            model = res.model.cpu()
+            info[name] = {"source": "trained here", "steps": res.steps, "wall_s": res.wall_s}
+        model = model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        out[name] = model
+    return out, info
+
+
+def _ae_key(cfg):
+    a = cfg.ae
+    return {"dataset": cfg.dataset, "split": cfg.train_split, "pretrain_folder": cfg.pretrain_folder,
+            "max_pretrain": cfg.max_pretrain, "max_train": cfg.max_train, "size": cfg.image_size,
+            "resize": cfg.resize, "widths": list(a.widths), "convs": list(a.convs), "bs": a.batch_size, "lr": a.lr,
+            "momentum": a.momentum, "images": a.pretrain_images, "plateau": a.plateau_images,
+            "factor": a.plateau_factor}
+
+
+def _ft_key(cfg, name):
+    a = cfg.ae
+    return {"ae": _ae_key(cfg), "clf": _classifier_key(cfg, name), "bs": a.finetune_batch_size,
+            "epochs": a.finetune_epochs, "lr": a.finetune_lr, "momentum": a.momentum}
+
+
+def build_model(cfg, channels: int):
+    from capacity.autoencoder import SegNet
+    return SegNet(tuple(cfg.ae.widths), tuple(cfg.ae.convs), channels)
+
+
+def get_autoencoders(cfg, ctx, sources, classifiers) -> tuple[Any, dict, dict]:
+    """(model, {"A_S": variables, name: variables of A_name}, info)."""
+    from capacity.training import finetune_decoder, make_finetune_fns, pretrain_autoencoder
+    c = sources["train"].image_shape[-1]
+    model = build_model(cfg, c)
+    fns = make_finetune_fns(model, cfg.ae.momentum)
+    v_s, st = pretrain_autoencoder(model, sources["pretrain"], cfg.ae,
+                                   ctx.work_dir("capacity-AS", _ae_key(cfg)), ctx.seed, progress=cfg.progress)
+    aes = {"A_S": v_s}
+    info = {"A_S": {"final_mse": st["history"][-1]["loss"] if st.get("history") else None,
+                    "lr_drops": st.get("lr_drops", []), "images": st.get("images")}}
+    for name, clf in classifiers.items():
+        v, st = finetune_decoder(model, v_s, clf, sources["train"], cfg.ae,
+                                 ctx.work_dir(f"capacity-A-{name}", _ft_key(cfg, name)), ctx.seed,
+                                 desc=f"fine-tune A_{short(name)}", progress=cfg.progress, fns=fns)
+        aes[name] = v
+        info[name] = {"final_ce": st["history"][-1]["loss"] if st.get("history") else None, "steps": st["step"]}
+    return model, aes, info
+
+
+# --------------------------------------------------------------------------------------------------
+# One evaluation pass
+# --------------------------------------------------------------------------------------------------
+def _eval_key(cfg):
+    return {"ft": [_ft_key(cfg, n) for n in cfg.classifiers], "eval": cfg.eval_split, "extra": cfg.nmi_extra_split,
+            "max_eval": cfg.max_eval, "pairs": cfg.bc_pairs, "nmi_seed": cfg.nmi_seed, "ex": cfg.n_examples,
+            "bs": cfg.eval_batch_size, "v": 2}
+
+
+def evaluate(cfg, ctx) -> dict:
+    """See ``_evaluate``; runs with ``cfg.torch_threads`` torch threads (restored afterwards)."""
+    import torch
+    old = torch.get_num_threads()
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    try:
+        return _evaluate(cfg, ctx)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _evaluate(cfg, ctx) -> dict:
+    """Everything the tables and figures need, computed once (cached as npz + json, no pickle).
+
+    acc1/acc5[a, j]: top-1/5 (%) of classifier j on input a (a = 0: original, 1: A_S, 2..: A_i);
+    correct1[a, j, k]: per-sample top-1 correctness (bootstrap); ic[a', k], bc[a', p]: IC-/BC-nMI
+    per sample / pair for a' over (A_S, A_i...); examples: uint8 originals and reconstructions.
+    """
+    import torch
+    import jax
+    from capacity.metrics import mutual_information, to_uint8
+    from capacity.training import make_reconstruct
+
+    wd = ctx.work_dir("capacity-eval", _eval_key(cfg))
+    sources = load_sources(cfg, ctx)
+    classifiers, clf_info = get_classifiers(cfg, ctx, sources)
+    model, aes, ae_info = get_autoencoders(cfg, ctx, sources, classifiers)
+    if (wd / "eval.npz").exists() and (wd / "eval.json").exists():
+        with np.load(wd / "eval.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads((wd / "eval.json").read_text())
+        return dict(arrays, **meta, classifiers=classifiers, model=model, aes=aes, sources=sources)
+
+    clf_names = list(classifiers)
+    ae_names = ["A_S"] + clf_names
+    nmi_src, is_eval = sources["nmi"], sources["is_eval"]
+    n, n_eval = len(nmi_src), int(is_eval.sum())
+    order = np.random.default_rng(cfg.nmi_seed).permutation(n)
+    n_pair_items = 2 * cfg.bc_pairs
+    if n_pair_items > n:
+        raise ValueError(f"bc_pairs={cfg.bc_pairs} needs {n_pair_items} images, the nMI set has {n}")
+    bs = cfg.eval_batch_size + cfg.eval_batch_size % 2          # even: pairs never straddle batches
+    rec = make_reconstruct(model)
+    n_in = 1 + len(ae_names)
+    top1 = np.zeros((n_in, len(clf_names), n), bool)
+    top5 = np.zeros((n_in, len(clf_names), n), bool)
+    ic = np.zeros((len(ae_names), n))
+    sq = np.zeros(len(ae_names))
+    bc = np.zeros((len(ae_names), cfg.bc_pairs))
+    ev_idx = np.nonzero(is_eval)[0]           # examples: the first image of each class, in class order
+    ev_labels = np.asarray(nmi_src.y)[ev_idx] if isinstance(nmi_src, ArraySource) else None
+    if ev_labels is not None:
+        firsts = [int(ev_idx[np.argmax(ev_labels == c)]) for c in np.unique(ev_labels)]
+        ex_idx = (firsts + [int(i) for i in ev_idx if int(i) not in firsts])[:cfg.n_examples]
+    else:
+        ex_idx = [int(i) for i in ev_idx[:cfg.n_examples]]
+    ex_orig, ex_rec = {}, {a: {} for a in ae_names}
+    pos = 0
+    for xb, yb in nmi_src.batches(ordered_batches(order, bs)):
+        idx = order[pos:pos + len(xb)]
+        ev = is_eval[idx]
+        xj = jax.numpy.asarray(xb)
+        inputs = [xb.astype(np.float32) / 255.0]
+        for a, name in enumerate(ae_names):
+            r = np.asarray(jax.device_get(rec(aes[name], xj)))
+            inputs.append(r)
+            sq[a] += float(np.sum(np.mean((r[ev] - inputs[0][ev]) ** 2, axis=(1, 2, 3))))
+            r8 = to_uint8(r)
+            for k in range(len(xb)):
+                ic[a, idx[k]] = mutual_information(xb[k], r8[k])
+                g = pos + k
+                if g % 2 == 0 and g + 1 < n_pair_items and k + 1 < len(xb):
+                    bc[a, g // 2] = mutual_information(r8[k], r8[k + 1])
+                if int(idx[k]) in ex_idx:
+                    ex_rec[name][int(idx[k])] = r8[k]
+        for k in range(len(xb)):
+            if int(idx[k]) in ex_idx:
+                ex_orig[int(idx[k])] = xb[k]
+        if ev.any():
+            yt = torch.as_tensor(yb[ev])
+            with torch.no_grad():
+                for a, inp in enumerate(inputs):
+                    xt = torch.from_numpy(np.ascontiguousarray(inp[ev])).permute(0, 3, 1, 2)
+                    for j, cn in enumerate(clf_names):
+                        logits = classifiers[cn](xt).float()
+                        k5 = logits.topk(min(5, logits.shape[1]), 1).indices
+                        top1[a, j, idx[ev]] = (k5[:, 0] == yt).numpy()
+                        top5[a, j, idx[ev]] = (k5 == yt[:, None]).any(1).numpy()
+        pos += len(xb)
+    top1, top5 = top1[:, :, is_eval], top5[:, :, is_eval]
+    arrays = {"top1": top1, "top5": top5, "acc1": 100.0 * top1.mean(-1), "acc5": 100.0 * top5.mean(-1),
+              "ic": ic, "bc": bc, "mse": sq / max(n_eval, 1), "ex_orig": np.stack([ex_orig[i] for i in ex_idx]),
+              "ex_rec": np.stack([np.stack([ex_rec[a][i] for i in ex_idx]) for a in ae_names])}
+    meta = {"clf_names": clf_names, "ae_names": ae_names, "n_eval": n_eval, "n_nmi": n,
+            "clf_info": clf_info, "ae_info": ae_info}
+    tmp = wd / "eval.tmp.npz"
+    np.savez(tmp, **arrays)
+    tmp.replace(wd / "eval.npz")
+    (wd / "eval.json").write_text(json.dumps(meta, default=str))
+    return dict(arrays, **meta, classifiers=classifiers, model=model, aes=aes, sources=sources)

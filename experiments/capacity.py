@@ -1,0 +1,143 @@
+"""Thesis 000, chapter 5 (and app. A.2): effective capacity, "what do deep networks like to see".
+
+One config for all capacity experiments: they share the trained classifiers, A_S and the A_i
+(identical work-folder keys) and one cached evaluation pass. Science in capacity/.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from common.claims import Claim
+from common.experiment import Experiment, register
+from common.trainer import TrainConfig
+
+S = "000 ch. 5"
+
+
+@dataclasses.dataclass
+class AEConfig:
+    widths: tuple = (8, 16, 32)           # channels per block (VGG16: 64, 128, 256, 512, 512); 32x32x1 -> 4x4x32, 2:1
+    convs: tuple = (2, 2, 2)              # convs per block (VGG16: 2, 2, 3, 3, 3 = 13)
+    batch_size: int = 16
+    lr: float = 0.1                       # paper 0.01 (5.3.2) over 99 M images; 0.1 for 16 k images (README)
+    momentum: float = 0.9                 # 5.3.2
+    pretrain_images: int = 16_000         # paper: one epoch of YFCC100m (> 99 M)
+    plateau_images: int = 4_000           # paper: 2 M images
+    plateau_factor: float = 5.0           # paper: lr / 5
+    finetune_batch_size: int = 16
+    finetune_epochs: int = 2
+    finetune_lr: float = 0.001            # not in the thesis; 0.01 diverged here
+    ckpt_every: int = 200
+    log_every: int = 25
+
+
+@dataclasses.dataclass
+class CapacityConfig:
+    dataset: str = "mnist5k"
+    train_split: str = "train"            # classifiers, fine-tuning (and pre-training unless a folder)
+    eval_split: str = "test"              # accuracies (Tab 5.1, 5.2)
+    nmi_extra_split: str = "train"        # added to eval_split for IC-/BC-nMI ("" = none)
+    pretrain_folder: str = ""             # image folder for A_S (relative to the data root); "" = train split
+    image_size: int = 32                  # digits zero-padded 28 -> 32 (3 poolings need multiples of 8)
+    resize: int = 0                       # folder sources: short side before the centre crop (paper 256)
+    classifiers: tuple = ("lenet", "small", "wide", "deep", "residual")
+    zoo: bool = False                     # torchvision classifiers (paper) instead of our digit models
+    zoo_weights: str = "cached"           # cached | random
+    n_classes: int = 10
+    max_train: int = 0                    # 0 = all
+    max_eval: int = 0
+    max_pretrain: int = 0
+    num_workers: int = 4
+    materialize_max: int = 20_000         # image-folder sources this small are held in memory
+    bc_pairs: int = 2500                  # paper: 25,000 on ImageNet val
+    nmi_seed: int = 0
+    eval_batch_size: int = 250
+    thresholds: tuple = (80.0, 85.0, 90.0, 95.0)
+    n_examples: int = 8
+    margin: float = 2.0                   # "within a small margin" (points of top-1)
+    progress: bool = True
+    torch_threads: int = 1                # torch CPU threads during the run (0 = leave); restored after
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
+        epochs=5, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
+    ae: AEConfig = dataclasses.field(default_factory=AEConfig)
+
+
+PRESETS = {
+    "smoke": {"classifiers": ("lenet", "small"), "train.epochs": 1, "image_size": 28, "max_train": 512, "max_eval": 128,
+              "nmi_extra_split": "", "bc_pairs": 32, "eval_batch_size": 64, "n_examples": 3,
+              "ae.widths": (8, 8), "ae.convs": (1, 1), "ae.pretrain_images": 1024, "ae.plateau_images": 256,
+              "ae.finetune_epochs": 1, "progress": False},
+    "default": {},
+    "paper": {"dataset": "imagenet", "torch_threads": 0, "eval_split": "val", "nmi_extra_split": "", "pretrain_folder": "",
+              "image_size": 224, "resize": 256, "zoo": True, "n_classes": 1000,
+              "classifiers": ("lenet", "alexnet", "vgg16", "resnet50", "inception_v3"),
+              "bc_pairs": 25_000, "eval_batch_size": 100, "n_examples": 4,
+              "train.epochs": 30, "train.batch_size": 256, "train.lr": 0.01, "train.optimizer": "sgd",
+              "train.schedule": "cosine",
+              "ae.widths": (64, 128, 256, 512, 512), "ae.convs": (2, 2, 3, 3, 3), "ae.batch_size": 64, "ae.lr": 0.01,
+              "ae.pretrain_images": 99_000_000, "ae.plateau_images": 2_000_000,
+              "ae.finetune_batch_size": 64, "ae.finetune_epochs": 1, "ae.finetune_lr": 0.001,
+              "ae.ckpt_every": 2000, "ae.log_every": 100},
+}
+
+# --- reported numbers, exactly as printed (Tab 5.1, 5.2, 5.3) -------------------------------------
+_T51 = {"lenet": (32.30, 34.85, 54.63, 57.79), "alexnet": (54.96, 56.13, 77.98, 78.96),
+        "vgg16": (71.35, 71.65, 90.50, 90.55), "resnet50": (74.02, 74.94, 92.01, 92.27),
+        "inception_v3": (77.12, 76.71, 93.25, 93.03)}
+REPORTED_51 = {}
+for _n, (_a, _b, _c, _d) in _T51.items():
+    REPORTED_51[f"top1_{_n}"] = _a
+    REPORTED_51[f"top1_{_n}_ae"] = _b
+    REPORTED_51[f"top5_{_n}"] = _c
+    REPORTED_51[f"top5_{_n}_ae"] = _d
+REPORTED_51["top5_lenet_diff"] = {"value": 3.61, "note": "misprint: the table's own numbers give +3.16"}
+REPORTED_51["top1_lenet_ae"] = {"value": 34.85, "note": "Tab 5.2 prints 34.84 for the same cell"}
+REPORTED_51["top1_vgg16_ae"] = {"value": 71.65, "note": "Tab 5.2 prints 71.63 for the same cell"}
+
+ZOO = ("lenet", "alexnet", "vgg16", "resnet50", "inception_v3")
+TAB_5_2 = ((34.84, 30.77, 4.16, 47.30, 43.52), (2.11, 56.13, 0.97, 9.25, 53.75), (29.29, 53.62, 71.63, 73.00, 74.00),
+           (1.63, 49.72, 7.10, 74.94, 72.49), (18.29, 30.24, 45.55, 45.40, 76.71))   # rows A_i, columns f_j
+TAB_5_3 = ((100.0, 88.30, 11.93, 135.75, 124.90), (6.06, 100.0, 1.74, 16.47, 95.75),
+           (84.05, 95.53, 100.0, 102.82, 104.23), (4.67, 88.57, 9.99, 100.0, 96.74),
+           (52.50, 53.87, 64.16, 60.59, 100.0))
+REPORTED_52 = {f"acc_{j}_on_A_{i}": TAB_5_2[a][b] for a, i in enumerate(ZOO) for b, j in enumerate(ZOO)}
+REPORTED_52.update({f"crmin_{j}_on_A_{i}": TAB_5_3[a][b] for a, i in enumerate(ZOO) for b, j in enumerate(ZOO)})
+REPORTED_56 = {"fca_concepts_t90": {"value": 6, "note": "counted from the thesis' Tab 5.3 at t = 90 (Fig 5.6)"}}
+
+
+# --- claim checks ------------------------------------------------------------------------------
+def _within_margin(m):
+    ok = m["min_diff_top1_lo"] >= -m["margin"]
+    return ok, (f"lowest 95% bootstrap lower bound of top-1(f_i o A_i) - top-1(f_i) over i = "
+                f"{m['min_diff_top1_lo']:.2f} (margin -{m['margin']:.1f}); worst point diff {m['min_diff_top1']:.2f}")
+
+
+def _diag_100(m):
+    return m["crmin_diag_max_dev"] < 1e-9, f"max |CR_min(f_i o A_i) - 100| = {m['crmin_diag_max_dev']:.2g}"
+
+
+def _ic_highest(m):
+    return m["ic_nmi_gap_lo"] > 0, (f"IC-nMI A_S = {m['ic_nmi_A_S']:.3f} vs best fine-tuned {m['ic_nmi_best_ft']:.3f}; "
+                                    f"95% bootstrap interval of the paired gap lower bound {m['ic_nmi_gap_lo']:.3f}")
+
+
+CLAIM_MARGIN = Claim("f_i o A_i stays within a small margin of f_i (fine-tuning does not hurt accuracy)",
+                     _within_margin, source="000 L1169-1171, Tab 5.1")
+CLAIM_DIAG = Claim("CR_min diagonal = 100", _diag_100, source="000 Tab 5.3")
+CLAIM_IC = Claim("the pre-trained SegNet A_S preserves the most information (highest IC-nMI)", _ic_highest,
+                 source="000 L1213")
+
+
+def _reg(name, target, title, source, reported=None, claims=()):
+    register(Experiment(name=f"capacity.{name}", target=f"capacity.tables:{target}", config=CapacityConfig,
+                        presets=PRESETS, title=title, source=source, reported=reported or {}, claims=claims))
+
+
+_reg("tab5_1", "table_5_1", "Top-1/top-5 of f_i and f_i o A_i", f"{S}, Tab 5.1", REPORTED_51, (CLAIM_MARGIN,))
+_reg("reconstructions", "reconstructions", "Reconstructions of A_S and every A_i, with zoomed crops",
+     f"{S}, Fig 5.3, 5.4, A.2-A.4")
+_reg("fig5_5", "figure_5_5", "IC-nMI and BC-nMI per autoencoder", f"{S}, Fig 5.5", {}, (CLAIM_IC,))
+_reg("tab5_2", "table_5_2_5_3", "Accuracy of every f_j o A_i (Tab 5.2) and CR_min (Tab 5.3)",
+     f"{S}, Tab 5.2, 5.3", REPORTED_52, (CLAIM_DIAG,))
+_reg("fig5_6", "figure_5_6", "FCA lattices of 'signal i works for classifier j' (CR_min > t)",
+     f"{S}, Fig 5.6, A.5", REPORTED_56)
