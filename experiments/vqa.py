@@ -1,0 +1,183 @@
+"""Thesis 000, chapter 4 (P ≈ NP in VQA) and appendix A.1: registrations only (nothing heavy here).
+
+All four experiments share one config (vqa.pipeline.VQAConfig) and the same presets, so the models
+trained for Tab 4.1 are loaded, not retrained, by Tab 4.2 (same work-dir stage names and keys).
+"""
+from __future__ import annotations
+
+import math
+
+from common.claims import Claim
+from common.experiment import Experiment, register
+
+
+def _config():
+    from vqa.config import VQAConfig   # dataclasses only
+    return VQAConfig
+
+
+SMOKE = {
+    "max_train_questions": 1500, "max_eval_questions": 600,
+    "model.emb_dim": 16, "model.q_dim": 32, "model.hidden": 32, "model.cls_hidden": 32, "model.cnn_width": 8,
+    "train.epochs": 1, "train.batch_size": 16, "train.progress": False,
+    "hybrid_train.epochs": 2, "hybrid_train.progress": False, "n_boot": 100,
+}
+PAPER = {
+    "dataset": "vqa2", "heldout_fraction": 0.0, "answer_min_count": 9, "expected_classes": 3129,
+    "max_question_len": 14,
+    "model.emb_dim": 300, "model.q_dim": 1024, "model.hidden": 1024, "model.cls_hidden": 2048,
+    "model.dropout": 0.5,
+    "train.epochs": 20, "train.batch_size": 96, "train.ckpt_every": 1000,
+    "hybrid_train.epochs": 20, "hybrid_train.batch_size": 512,
+    "bracket_rule": "thesis", "min_matches": 30, "top_min": 100, "second_size": 50,
+    "eval_batch_size": 1024, "cpu_threads": 0,
+}
+PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
+
+
+def _f(m, k):
+    v = m[k]
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Claim checks (each says the numbers and the interval it used)
+# ------------------------------------------------------------------------------------------------
+def _polar_overrepresented(m):
+    return (m["polar_to_np_per_class_ratio"] > 10,
+            f"per class: polar {_f(m, 'polar_share_per_class')} % vs NP mean {_f(m, 'np_share_per_class_mean')} % "
+            f"(ratio {_f(m, 'polar_to_np_per_class_ratio')}; needs > 10)")
+
+
+def _hybrid_above_chance(m):
+    return (m["acc_hybrid_NP_lo"] > m["chance_np_majority"],
+            f"hybrid on NP {_f(m, 'acc_hybrid_NP')} % (95 % bootstrap low {_f(m, 'acc_hybrid_NP_lo')}) vs chance "
+            f"{_f(m, 'chance_np_majority')} % (majority NP answer; uniform {_f(m, 'chance_np_uniform')} %)")
+
+
+def _baseline_not_below_ensemble(m):
+    return (m["gap_omega_minus_ensemble_hi"] >= 0,
+            f"baseline {_f(m, 'acc_omega_all')} − ensemble {_f(m, 'ensemble_estimate')} = "
+            f"{_f(m, 'gap_omega_minus_ensemble')} p.p., 95 % paired bootstrap "
+            f"[{_f(m, 'gap_omega_minus_ensemble_lo')}, {_f(m, 'gap_omega_minus_ensemble_hi')}] "
+            f"(passes unless the whole interval is below 0)")
+
+
+def _close(key):
+    def check(m):
+        tol = m["close_tol"]
+        lo, hi = m[f"gap_{key}_lo"], m[f"gap_{key}_hi"]
+        return (-tol <= lo and hi <= tol,
+                f"gap {_f(m, f'gap_{key}')} p.p., 95 % paired bootstrap [{_f(m, f'gap_{key}_lo')}, "
+                f"{_f(m, f'gap_{key}_hi')}] within ±{tol} p.p.")
+    return check
+
+
+def _p_close_and_baseline_not_worse(m):
+    ok_close, d = _close("P_minus_omega_on_P")(m)
+    not_worse = m["gap_P_minus_omega_on_P_lo"] <= 0
+    return (ok_close and not_worse,
+            d + f"; baseline not worse on P: P-only − baseline interval low {_f(m, 'gap_P_minus_omega_on_P_lo')} ≤ 0")
+
+
+def _hybrid_well_below_np(m):
+    return (m["gap_hybrid_minus_NP_on_NP_hi"] < -m["well_below"],
+            f"hybrid − NP-only on NP = {_f(m, 'gap_hybrid_minus_NP_on_NP')} p.p., 95 % paired bootstrap "
+            f"[{_f(m, 'gap_hybrid_minus_NP_on_NP_lo')}, {_f(m, 'gap_hybrid_minus_NP_on_NP_hi')}] "
+            f"(needs the whole interval below −{m['well_below']} p.p.)")
+
+
+def _brackets_ordered(m):
+    vals = [m[f"acc_b{b}"] for b in (1, 2, 3)]
+    ok = all(not math.isnan(v) for v in vals) and vals[0] > vals[1] > vals[2]
+    return ok, " > ".join(f"b{b} {_f(m, f'acc_b{b}')} [{_f(m, f'acc_b{b}_lo')}, {_f(m, f'acc_b{b}_hi')}]"
+                          for b in (1, 2, 3)) + " (point estimates; 95 % bootstrap intervals in brackets)"
+
+
+def _b1_above_b3(m):
+    ok = m["acc_b1_lo"] > m["acc_b3_hi"]
+    return ok, (f"b1 low {_f(m, 'acc_b1_lo')} > b3 high {_f(m, 'acc_b3_hi')} "
+                f"(95 % bootstrap intervals must not overlap)")
+
+
+def _matched_70(m):
+    return m["frac_np_matched"] > 70.0, f"{_f(m, 'frac_np_matched')} % of NP classes matched at least once"
+
+
+# ------------------------------------------------------------------------------------------------
+# Registrations
+# ------------------------------------------------------------------------------------------------
+register(Experiment(
+    name="vqa.fig4_1", target="vqa.tables:fig_4_1", config=_config(), presets=PRESETS,
+    title="Fig 4.1: class distribution, polar vs non-polar",
+    source="000 ch. 4, Fig 4.1 (L818)",
+    reported={
+        "n_classes": 3129,
+        "polar_share": {"value": 38, "note": "'polar questions make up 38% of the dataset' (L818)"},
+        "polar_share_per_class": {"value": 19, "note": "'or 19% per class' (L818)"},
+        "np_share_per_class_mean": {"value": 0.02, "note": "'just over 0.02% of samples per class, in average'"},
+    },
+    claims=(Claim("polar classes are heavily overrepresented per class (> 10x the mean NP class)",
+                  _polar_overrepresented, source="000 L818"),),
+))
+
+register(Experiment(
+    name="vqa.tab4_1", target="vqa.tables:table_4_1", config=_config(), presets=PRESETS,
+    title="Tab 4.1: baseline, polar-only, non-polar-only and hybrid models",
+    source="000 ch. 4, Tab 4.1 (L916-L942)",
+    reported={
+        "acc_omega_all": 62.4, "acc_omega_P": 80.4, "acc_omega_NP": 51.4,
+        "acc_P_P": 79.6, "acc_NP_NP": 51.6, "acc_hybrid_NP": 28.7,
+        "ensemble_estimate": {"value": 62.22, "note": "79.6·11/29 + 51.6·(1−11/29) ≈ 62.22 (L933)"},
+        "polar_share_eval": {"value": 37.93, "note": "s = 11/29 (L933), given as a ratio"},
+        "gap_NP_minus_omega_on_NP": {"value": 0.2, "note": "'+0.2 p.p.' (L931)"},
+        "gap_omega_minus_ensemble": {"value": 0.2, "note": "'0.2 p.p. below' (L933); 62.4 − 62.22 = 0.18"},
+        "gap_hybrid_minus_NP_on_NP": {"value": -22.9, "note": "from Tab 4.1 (28.7 − 51.6); the text's "
+                                      "'−22.7 p.p.' (L942) is against the baseline's 51.4"},
+    },
+    claims=(
+        Claim("the hybrid f_NP∘Φ_P lies substantially above random chance", _hybrid_above_chance, source="000 L942"),
+        Claim("the baseline is not below the weighted ensemble estimate of the two exclusive models",
+              _baseline_not_below_ensemble, source="000 L933"),
+        Claim("the P-only model is close to the baseline on P (±2 p.p.), and the baseline is not worse",
+              _p_close_and_baseline_not_worse, source="000 L925, L931"),
+        Claim("the NP-only model is close to the baseline on NP (±2 p.p.)", _close("NP_minus_omega_on_NP"),
+              source="000 L925, L931"),
+        Claim("the hybrid is well below the NP-only model (by more than 5 p.p.)", _hybrid_well_below_np,
+              source="000 L942"),
+    ),
+))
+
+register(Experiment(
+    name="vqa.matching", target="vqa.tables:matching_fig_4_4", config=_config(), presets=PRESETS,
+    title="Fig 4.4, Tab A.1, Fig 4.5: non-polar classes matched in polar questions",
+    source="000 ch. 4, Fig 4.4, Fig 4.5 (L900, L950); app. A.1, Fig A.1, Tab A.1 (L2240-L2248)",
+    reported={
+        "n_np_classes": 3127,
+        "frac_np_matched": {"value": 70, "note": "'well over 70%' of NP classes matched at least once (L950)"},
+        "top1_matches": {"value": 11936, "note": "class IN (Tab A.1)"},
+        "n_classes_b1": 352, "n_classes_b2": {"value": 148, "note": "Tab 4.2; the text (L950) says 'the top 50'"},
+        "n_classes_b3": 317,
+    },
+    claims=(Claim("well over 70 % of the non-polar classes match at least one polar question", _matched_70,
+                  presets=("paper",), source="000 L950"),),
+))
+
+register(Experiment(
+    name="vqa.tab4_2", target="vqa.tables:table_4_2", config=_config(), presets=PRESETS,
+    title="Tab 4.2: hybrid accuracy per coverage bracket",
+    source="000 ch. 4, Tab 4.2 (L950-L961)",
+    reported={
+        "acc_b1": {"value": 40.8, "note": "Tab 4.2; the text (L959) says 40.4 and '10.8 p.p. below' 51.6, "
+                                          "which follows from neither (misprint, kept)"},
+        "acc_b2": 31.7, "acc_b3": 21.4,
+        "n_classes_b1": 352, "n_classes_b2": {"value": 148, "note": "the text (L950) says 'the top 50'"},
+        "n_classes_b3": 317,
+        "acc_hybrid_NP": 28.7,
+    },
+    claims=(
+        Claim("bracket accuracies decrease with coverage (b1 > b2 > b3)", _brackets_ordered, source="000 L959-L961"),
+        Claim("the best-covered bracket is above the least-covered one beyond noise", _b1_above_b3,
+              source="000 L959-L961"),
+    ),
+))

@@ -1,0 +1,252 @@
+"""VQA data for ch. 4: answer normalisation, the VQA accuracy, a tokeniser, and the VQA 2.0 loader.
+
+- ``normalize_answer``: the official VQA evaluation's answer processing (punctuation, digits from
+  number words, articles dropped, contractions restored), written after the algorithm of the VQA
+  challenge's ``vqaEval.py``.
+- ``answer_scores(answers)``: the standard VQA accuracy of every candidate answer against the ten
+  human answers: for each of the 10 leave-one-out subsets of 9 answers, min(#matches / 3, 1),
+  averaged. These are also the soft training targets.
+- ``vqa_accuracy(pred, answers)``: the score of one prediction (0 when no human gave it).
+- ``Tokenizer``: lower-case word tokens, a vocabulary from the training questions, index 0 = pad,
+  1 = unknown.
+- The ``vqa2`` dataset (registered in common.data's registry): VQA 2.0 questions + annotations
+  (official JSON files) and precomputed bottom-up features (36 x 2048 per image) under the data root.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from common.data import DatasetMissingError, VQAData, register_dataset
+
+POLAR_ANSWERS = ("yes", "no")
+
+# ------------------------------------------------------------------------------------------------
+# Official answer normalisation
+# ------------------------------------------------------------------------------------------------
+_PUNCT = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")   # sic: the official pattern (a look-ahead, not behind)
+_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+                 "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_ARTICLES = {"a", "an", "the"}
+# contractions written without the apostrophe -> with it (the official table's entries)
+_CONTRACTIONS = {
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
+    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
+    "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't",
+    "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's",
+    "howd": "how'd", "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm",
+    "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll",
+    "let's": "let's", "maam": "ma'am", "mightnt": "mightn't", "mightnt've": "mightn't've",
+    "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've",
+    "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't",
+    "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't",
+    "shed've": "she'd've", "she'dve": "she'd've", "she's": "she's", "shouldve": "should've",
+    "shouldnt": "shouldn't", "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've",
+    "somebody'd": "somebodyd", "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've",
+    "somebodyll": "somebody'll", "somebodys": "somebody's", "someoned": "someone'd",
+    "someoned've": "someone'd've", "someone'dve": "someone'd've", "someonell": "someone'll",
+    "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
+    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's",
+    "thered": "there'd", "thered've": "there'd've", "there'dve": "there'd've", "therere": "there're",
+    "theres": "there's", "theyd": "they'd", "theyd've": "they'd've", "they'dve": "they'd've",
+    "theyll": "they'll", "theyre": "they're", "theyve": "they've", "twas": "'twas", "wasnt": "wasn't",
+    "wed've": "we'd've", "we'dve": "we'd've", "weve": "we've", "werent": "weren't", "whatll": "what'll",
+    "whatre": "what're", "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd",
+    "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've",
+    "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll",
+    "whyre": "why're", "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't",
+    "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll",
+    "y'allll": "y'all'll", "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've",
+    "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll", "youre": "you're",
+    "youve": "you've",
+}
+
+
+def _process_punctuation(text: str) -> str:
+    out = text
+    for p in _PUNCT:
+        if (p + " " in text or " " + p in text) or _COMMA_STRIP.search(text) is not None:
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return _PERIOD_STRIP.sub("", out)
+
+
+def _process_digit_article(text: str) -> str:
+    words = [_NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    words = [w for w in words if w not in _ARTICLES]
+    return " ".join(_CONTRACTIONS.get(w, w) for w in words)
+
+
+def normalize_answer(ans: str) -> str:
+    """The official VQA answer processing (whitespace, punctuation, number words, articles)."""
+    ans = ans.replace("\n", " ").replace("\t", " ").strip()
+    return _process_digit_article(_process_punctuation(ans))
+
+
+def answer_scores(answers: Sequence[str], normalized: bool = False) -> dict[str, float]:
+    """VQA accuracy of every answer a human gave: mean over the leave-one-out subsets of
+    min(#matches in the subset / 3, 1). Answers nobody gave score 0 (absent from the dict)."""
+    ans = list(answers) if normalized else [normalize_answer(a) for a in answers]
+    counts = Counter(ans)
+    n = len(ans)
+    out = {}
+    for a, c in counts.items():
+        # c subsets drop one copy of a (c - 1 matches left); n - c subsets keep all c copies
+        out[a] = (c * min((c - 1) / 3.0, 1.0) + (n - c) * min(c / 3.0, 1.0)) / n
+    return out
+
+
+def vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
+    """The standard VQA accuracy of one predicted answer against the (ten) human answers."""
+    return answer_scores(answers).get(normalize_answer(pred), 0.0)
+
+
+def simple_vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
+    """Eq 2.10 as printed (L480): min(#humans who gave the answer / 3, 1), no leave-one-out."""
+    p = normalize_answer(pred)
+    return min(sum(normalize_answer(a) == p for a in answers) / 3.0, 1.0)
+
+
+def is_polar(label: str) -> bool:
+    """A sample is polar when its answer label is yes or no (notes/vqa.md, L816)."""
+    return label in POLAR_ANSWERS
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokeniser
+# ------------------------------------------------------------------------------------------------
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def tokenize(question: str) -> list[str]:
+    return _WORD.findall(question.lower())
+
+
+class Tokenizer:
+    PAD, UNK = 0, 1
+
+    def __init__(self, questions: Sequence[str], max_len: int = 14, min_count: int = 1):
+        counts = Counter(w for q in questions for w in tokenize(q))
+        self.words = ["<pad>", "<unk>"] + sorted(w for w, c in counts.items() if c >= min_count)
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.max_len = max_len
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, questions: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(questions), self.max_len), dtype=np.int64)
+        for i, q in enumerate(questions):
+            ids = [self.index.get(w, self.UNK) for w in tokenize(q)][: self.max_len]
+            out[i, : len(ids)] = ids
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# VQA 2.0 under the data root
+# ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class VQA2Data(VQAData):
+    """VQAData plus the precomputed region features: ``features[image_index[i]]`` is (36, D)."""
+    features: np.ndarray | None = None
+    question_ids: np.ndarray | None = None
+    image_ids: np.ndarray | None = None
+
+    def describe(self) -> dict:
+        d = super().describe()
+        if self.features is not None:
+            d["features"] = list(self.features.shape)
+        return d
+
+
+VQA2_LAYOUT = ("<root>/vqa2/ (or <root> itself) holding v2_OpenEnded_mscoco_{train,val}2014_questions.json, "
+               "v2_mscoco_{train,val}2014_annotations.json and features/{train,val}2014.npz with arrays "
+               "'image_ids' (N,) and 'features' (N, 36, D) [or features/{train,val}2014_features.npy + "
+               "features/{train,val}2014_image_ids.npy, memory-mapped]")
+VQA2_HOW = ("questions/annotations from https://visualqa.org/download.html; bottom-up features (36 per image) from "
+            "https://github.com/peteanderson80/bottom-up-attention (trainval_36.zip, tsv), converted to npz with "
+            "vqa.data.tsv_to_npz")
+
+
+def _vqa2_dir(root: Path) -> Path:
+    for d in (Path(root) / "vqa2", Path(root)):
+        if (d / "v2_OpenEnded_mscoco_train2014_questions.json").exists():
+            return d
+    return Path(root) / "vqa2"
+
+
+def _load_features(base: Path, split: str):
+    fdir = base / "features"
+    npz, npy = fdir / f"{split}2014.npz", fdir / f"{split}2014_features.npy"
+    if npz.exists():
+        with np.load(npz) as z:
+            return np.asarray(z["image_ids"]).astype(np.int64), z["features"]
+    if npy.exists():
+        return (np.load(fdir / f"{split}2014_image_ids.npy").astype(np.int64), np.load(npy, mmap_mode="r"))
+    raise DatasetMissingError("vqa2", npz, VQA2_LAYOUT, VQA2_HOW)
+
+
+@register_dataset("vqa2", splits=("train", "val"),
+                  description="VQA 2.0 questions/annotations + precomputed bottom-up features (36 x D per image)")
+def load_vqa2(split: str, root) -> VQA2Data:
+    base = _vqa2_dir(root)
+    qf = base / f"v2_OpenEnded_mscoco_{split}2014_questions.json"
+    af = base / f"v2_mscoco_{split}2014_annotations.json"
+    for f in (qf, af):
+        if not f.exists():
+            raise DatasetMissingError("vqa2", f, VQA2_LAYOUT, VQA2_HOW)
+    image_ids, feats = _load_features(base, split)
+    pos = {int(i): k for k, i in enumerate(image_ids)}
+    questions = json.loads(qf.read_text())["questions"]
+    anns = {a["question_id"]: a for a in json.loads(af.read_text())["annotations"]}
+    qs, labels, img, all_ans, qids, skipped = [], [], [], [], [], 0
+    for q in questions:
+        a = anns[q["question_id"]]
+        if int(q["image_id"]) not in pos:        # no features for this image: left out, counted
+            skipped += 1
+            continue
+        qs.append(q["question"])
+        labels.append(normalize_answer(a["multiple_choice_answer"]))
+        all_ans.append([normalize_answer(x["answer"]) for x in a["answers"]])
+        img.append(pos[int(q["image_id"])])
+        qids.append(q["question_id"])
+    ds = VQA2Data("vqa2", split, qs, labels, np.asarray(img, np.int64), None, sorted(set(labels)),
+                  str(base), all_answers=all_ans, features=feats,
+                  question_ids=np.asarray(qids, np.int64), image_ids=image_ids)
+    ds.skipped = skipped  # type: ignore[attr-defined]
+    return ds
+
+
+def answer_vocab(label_lists: Sequence[Sequence[str]], min_count: int) -> list[str]:
+    """Answers (normalised ``multiple_choice_answer``) occurring at least ``min_count`` times over
+    the given label lists (train + val, as the usual Anderson et al. re-implementation does); sorted
+    by count, then name."""
+    counts = Counter(a for labels in label_lists for a in labels)
+    keep = [(a, c) for a, c in counts.items() if c >= min_count]
+    return [a for a, _ in sorted(keep, key=lambda t: (-t[1], t[0]))]
+
+
+def tsv_to_npz(tsv_path: str, out_path: str, k: int = 36) -> None:  # pragma: no cover - needs the real file
+    """Convert the bottom-up-attention tsv (image_id, image_w, image_h, num_boxes, boxes, features;
+    base64 float32) into the npz layout above."""
+    import base64
+    import csv
+    import sys
+    csv.field_size_limit(sys.maxsize)
+    names = ["image_id", "image_w", "image_h", "num_boxes", "boxes", "features"]
+    ids, feats = [], []
+    with open(tsv_path) as f:
+        for row in csv.DictReader(f, delimiter="\t", fieldnames=names):
+            ids.append(int(row["image_id"]))
+            x = np.frombuffer(base64.b64decode(row["features"]), dtype=np.float32).reshape(int(row["num_boxes"]), -1)
+            feats.append(x[:k].astype(np.float16))
+    np.savez(out_path, image_ids=np.asarray(ids, np.int64), features=np.stack(feats))

@@ -1,0 +1,252 @@
+"""Shared data preparation, training and evaluation of the four models of Tab 4.1.
+
+All four experiments of the chapter use one config (``VQAConfig``) and call ``prepare`` and
+``trained_models``; each model is trained in a ``ctx.work_dir`` named by the settings that determine
+it, so Tab 4.1 and Tab 4.2 use the very same models (the second run loads them).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from common.trainer import TrainConfig
+from vqa.config import ModelConfig, VQAConfig  # noqa: F401
+
+MODEL_NAMES = ("omega", "P", "NP")
+
+
+@dataclasses.dataclass
+class Split:
+    questions: list[str]
+    labels: list[str]
+    q: Any                 # LongTensor (N, T)
+    img: Any               # LongTensor (N,) into the split's bank
+    t_idx: Any             # LongTensor (N, A): answer-vocab indices of the soft scores (-1 = pad)
+    t_val: Any             # FloatTensor (N, A): VQA accuracy of each of those answers
+    polar: np.ndarray      # bool (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask_or_idx) -> "Split":
+        idx = np.flatnonzero(mask_or_idx) if np.asarray(mask_or_idx).dtype == bool else np.asarray(mask_or_idx)
+        import torch
+        t = torch.from_numpy(idx)
+        return Split([self.questions[i] for i in idx], [self.labels[i] for i in idx], self.q[t], self.img[t],
+                     self.t_idx[t], self.t_val[t], self.polar[idx])
+
+
+@dataclasses.dataclass
+class Prepared:
+    vocab: list[str]                # answer classes (index = class id)
+    n_words: int
+    feature_dim: int | None         # None: raw images through the region CNN
+    train: Split                    # what the models are trained on
+    heldout: Split | None           # easy-VQA: held-out part of train
+    eval: Split                     # reported on (easy-VQA test / VQA 2.0 val)
+    train_bank: Any
+    eval_bank: Any
+    n_train_all: int                # questions in the training file before filtering to the vocab
+    data_key: dict                  # what determines the data (part of the work-dir keys)
+
+
+def _pool_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Average-pool uint8 NHWC images to ``size`` (an integer factor), once, before training."""
+    n, h, w, c = images.shape
+    if h == size:
+        return images
+    f = h // size
+    x = images.reshape(n, size, f, size, f, c).astype(np.float32).mean((2, 4))
+    return np.round(x).astype(np.uint8)
+
+
+def _targets(score_dicts, vocab_index, width: int = 10):
+    import torch
+    idx = np.full((len(score_dicts), width), -1, np.int64)
+    val = np.zeros((len(score_dicts), width), np.float32)
+    for i, d in enumerate(score_dicts):
+        items = [(vocab_index[a], s) for a, s in d.items() if a in vocab_index and s > 0][:width]
+        for j, (a, s) in enumerate(items):
+            idx[i, j], val[i, j] = a, s
+    return torch.from_numpy(idx), torch.from_numpy(val)
+
+
+def _make_split(questions, labels, all_answers, img_index, tok, vocab_index) -> Split:
+    import torch
+    from vqa.data import answer_scores, is_polar
+    if all_answers is None:
+        scores = [{a: 1.0} for a in labels]          # one answer per question: exact match
+    else:
+        scores = [answer_scores(a, normalized=True) for a in all_answers]
+    t_idx, t_val = _targets(scores, vocab_index)
+    return Split(list(questions), list(labels), torch.from_numpy(tok.encode(questions)),
+                 torch.from_numpy(np.asarray(img_index, np.int64)), t_idx, t_val,
+                 np.array([is_polar(a) for a in labels], dtype=bool))
+
+
+def _cap(n: int, cap: int, seed: int) -> np.ndarray:
+    if cap and n > cap:
+        return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+    return np.arange(n)
+
+
+def prepare(cfg: VQAConfig, ctx) -> Prepared:
+    import torch
+    from common.data import train_val_split
+    from vqa.data import Tokenizer, answer_vocab
+
+    if cfg.dataset == "easyvqa":
+        tr, ev = ctx.load_dataset("easyvqa", "train"), ctx.load_dataset("easyvqa", "test")
+        train_bank = torch.from_numpy(_pool_images(tr.images, cfg.model.image_size))
+        eval_bank = torch.from_numpy(_pool_images(ev.images, cfg.model.image_size))
+        feature_dim = None
+    elif cfg.dataset == "vqa2":
+        import vqa.data  # noqa: F401  (registers the dataset)
+        tr, ev = ctx.load_dataset("vqa2", "train"), ctx.load_dataset("vqa2", "val")
+        train_bank, eval_bank = torch.as_tensor(np.asarray(tr.features)), torch.as_tensor(np.asarray(ev.features))
+        feature_dim = int(train_bank.shape[-1])
+        if train_bank.shape[1] != 36:
+            ctx.note(f"region features have k = {train_bank.shape[1]} regions per image (the thesis uses 36)")
+    else:
+        raise ValueError(f"unknown dataset '{cfg.dataset}' (easyvqa, vqa2)")
+
+    label_lists = [tr.answers] if cfg.dataset == "easyvqa" else [tr.answers, ev.answers]
+    vocab = answer_vocab(label_lists, cfg.answer_min_count)
+    if cfg.expected_classes and len(tr) > 400_000 and len(vocab) != cfg.expected_classes:
+        raise AssertionError(f"answer vocabulary has {len(vocab)} classes with threshold {cfg.answer_min_count}, "
+                             f"expected {cfg.expected_classes} (notes/vqa.md)")
+    vi = {a: i for i, a in enumerate(vocab)}
+
+    keep = np.array([a in vi for a in tr.answers])                  # train on in-vocabulary labels only
+    keep_idx = np.flatnonzero(keep)[_cap(int(keep.sum()), cfg.max_train_questions, 1)]
+    labels_all = np.array([vi[tr.answers[i]] for i in keep_idx])
+    if cfg.heldout_fraction > 0:
+        fit_pos, ho_pos = train_val_split(len(keep_idx), cfg.heldout_fraction, ctx.seed, labels=labels_all)
+    else:
+        fit_pos, ho_pos = np.arange(len(keep_idx)), np.arange(0)
+    tok = Tokenizer([tr.questions[i] for i in keep_idx[fit_pos]], cfg.max_question_len)
+
+    def split_of(ds, idx):
+        aa = None if ds.all_answers is None else [ds.all_answers[i] for i in idx]
+        return _make_split([ds.questions[i] for i in idx], [ds.answers[i] for i in idx], aa,
+                           ds.image_index[idx], tok, vi)
+
+    ev_idx = _cap(len(ev), cfg.max_eval_questions, 2)
+    data_key = {k: getattr(cfg, k) for k in ("dataset", "heldout_fraction", "answer_min_count", "max_question_len",
+                                             "max_train_questions")}
+    return Prepared(vocab, len(tok), feature_dim, split_of(tr, keep_idx[fit_pos]),
+                    split_of(tr, keep_idx[ho_pos]) if len(ho_pos) else None, split_of(ev, ev_idx),
+                    train_bank, eval_bank, len(tr), data_key)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+def _model_key(cfg: VQAConfig, data: Prepared, name: str) -> dict:
+    return {"model_name": name, "data": data.data_key, "model": dataclasses.asdict(cfg.model),
+            "train": dataclasses.asdict(cfg.train)}
+
+
+def group_by_image(split: Split):
+    """(img_idx (G,), q (G, Q, T), valid (G, Q), t_idx (G, Q, A), t_val (G, Q, A)): the questions of
+    each image together, so that the region CNN runs once per image and step (not per question)."""
+    import torch
+    img = split.img.numpy()
+    order = np.argsort(img, kind="stable")
+    uniq, start, counts = np.unique(img[order], return_index=True, return_counts=True)
+    G, Q = len(uniq), int(counts.max()) if len(uniq) else 1
+    pos = np.arange(len(order)) - np.repeat(start, counts)          # slot of each question in its group
+    grp = np.repeat(np.arange(G), counts)
+    o = torch.from_numpy(order)
+    g, p = torch.from_numpy(grp), torch.from_numpy(pos)
+
+    def scatter(t, fill):
+        out = torch.full((G, Q) + tuple(t.shape[1:]), fill, dtype=t.dtype)
+        out[g, p] = t[o]
+        return out
+    valid = torch.zeros(G, Q, dtype=torch.bool)
+    valid[g, p] = True
+    return (torch.from_numpy(uniq), scatter(split.q, 0), valid, scatter(split.t_idx, -1), scatter(split.t_val, 0.0))
+
+
+def train_model(cfg: VQAConfig, ctx, data: Prepared, name: str):
+    """f_name o Phi_name, trained on all (omega), polar (P) or non-polar (NP) training samples."""
+    from common.trainer import fit
+    from vqa.model import build_model, grouped_soft_target_step
+    split = {"omega": data.train, "P": data.train.subset(data.train.polar),
+             "NP": data.train.subset(~data.train.polar)}[name]
+    model = build_model(data.n_words, len(data.vocab), cfg.model, data.feature_dim, seed=ctx.seed)
+    model.phi.set_bank(data.train_bank)
+    res = fit(model, group_by_image(split), ctx.train_config(cfg.train),
+              ctx.work_dir(f"vqa-{name}", _model_key(cfg, data, name)), step_fn=grouped_soft_target_step,
+              desc=f"vqa f_{name} o Phi_{name}")
+    return res.model
+
+
+def train_hybrid(phi_p, split: Split, n_classes: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 work_dir, seed: int = 0, batch_size: int = 512):
+    """f_NP o Phi_P: Phi_P frozen; a fresh f_NP trained on Phi_P's features of the NP samples.
+
+    Phi has no dropout, so its features in eval mode are exactly what a frozen Phi_P computes in
+    every step; they are computed once and f_NP is trained on them (params = f_NP's only).
+    """
+    import torch
+    from common.trainer import fit, predict
+    from vqa.model import Classifier, VQAModel, freeze, soft_target_step
+    freeze(phi_p)
+    feats = predict(phi_p, [split.q, split.img], batch_size, device=train_cfg.device)
+    torch.manual_seed(seed)
+    f_np = Classifier(model_cfg.hidden, model_cfg.cls_hidden, n_classes, model_cfg.dropout)
+    res = fit(f_np, (feats, split.t_idx, split.t_val), train_cfg, work_dir, step_fn=soft_target_step,
+              params=list(f_np.parameters()), desc="vqa f_NP o Phi_P (hybrid)")
+    return VQAModel(phi_p, res.model.eval())
+
+
+def trained_models(cfg: VQAConfig, ctx, data: Prepared, names=("omega", "P", "NP", "hybrid")) -> dict:
+    models = {}
+    for name in ("omega", "P", "NP"):
+        if name in names or (name == "P" and "hybrid" in names):
+            models[name] = train_model(cfg, ctx, data, name)
+    if "hybrid" in names:
+        import copy
+        phi_p = copy.deepcopy(models["P"].phi)
+        key = dict(_model_key(cfg, data, "P"), hybrid_train=dataclasses.asdict(cfg.hybrid_train))
+        models["hybrid"] = train_hybrid(phi_p, data.train.subset(~data.train.polar), len(data.vocab), cfg.model,
+                                        ctx.train_config(cfg.hybrid_train), ctx.work_dir("vqa-hybrid", key),
+                                        seed=ctx.seed, batch_size=cfg.eval_batch_size)
+    return models
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation
+# ------------------------------------------------------------------------------------------------
+def predict_classes(model, split: Split, bank, batch_size: int = 512, device: str = "auto") -> np.ndarray:
+    from common.trainer import predict
+    model.phi.set_bank(bank)
+    if len(split) == 0:
+        return np.zeros(0, np.int64)
+    return predict(model, [split.q, split.img], batch_size, device=device).argmax(1).numpy()
+
+
+def vqa_scores(pred: np.ndarray, split: Split) -> np.ndarray:
+    """Per-sample VQA accuracy (0..1) of predicted class ids (the soft score of the predicted answer)."""
+    idx, val = split.t_idx.numpy(), split.t_val.numpy()
+    return (val * (idx == pred[:, None])).sum(1)
+
+
+def pct(x: np.ndarray) -> float:
+    return float(100.0 * np.mean(x)) if len(x) else float("nan")
+
+
+def boot_pct(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the mean, in percent (nan for an empty set)."""
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for b in range(n_boot):       # chunked resampling keeps memory small for large evaluation sets
+        means[b] = values[rng.integers(0, len(values), len(values))].mean()
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(100 * lo), float(100 * hi)

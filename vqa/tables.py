@@ -1,0 +1,312 @@
+"""The chapter's experiments: Fig 4.1, Tab 4.1, matching (Fig 4.4, Tab A.1, Fig 4.5) and Tab 4.2.
+
+Each function is ``fn(cfg: VQAConfig, ctx) -> dict[str, float]``; accuracies are VQA accuracies in
+percent on the evaluation split (easy-VQA test at the default preset, VQA 2.0 val at the paper one).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from vqa.pipeline import VQAConfig, boot_pct, pct, predict_classes, prepare, trained_models, vqa_scores
+
+
+def _threads(fn):
+    """Run with ``cfg.cpu_threads`` torch threads (restored after): small models on a shared CPU run
+    far slower with oversubscribed threads than with one."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(cfg, ctx):
+        import torch
+        old = torch.get_num_threads()
+        if cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
+        try:
+            return fn(cfg, ctx)
+        finally:
+            torch.set_num_threads(old)
+    return wrapper
+
+
+def _dataset_label(cfg: VQAConfig) -> str:
+    return {"easyvqa": "easy-VQA", "vqa2": "VQA 2.0"}.get(cfg.dataset, cfg.dataset)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fig 4.1
+# ------------------------------------------------------------------------------------------------
+@_threads
+def fig_4_1(cfg: VQAConfig, ctx) -> dict:
+    """Class distribution of the training samples (in-vocabulary labels), polar vs non-polar."""
+    from common.plotting import plt
+    data = prepare(cfg, ctx)
+    labels = data.train.labels + (data.heldout.labels if data.heldout is not None else [])
+    counts = Counter(labels)
+    n = len(labels)
+    polar = [a for a in ("yes", "no") if a in counts]
+    nonpolar = [a for a in data.vocab if a not in ("yes", "no")]
+    n_p = sum(counts[a] for a in polar)
+    np_shares = np.array([100.0 * counts.get(a, 0) / n for a in nonpolar])
+    out = {
+        "n_classes": len(data.vocab), "n_np_classes": len(nonpolar), "n_samples": n,
+        "polar_share": 100.0 * n_p / n,
+        "polar_share_per_class": 100.0 * n_p / n / max(len(polar), 1),
+        "np_share_per_class_mean": float(np_shares.mean()) if len(np_shares) else float("nan"),
+        "np_share_per_class_max": float(np_shares.max()) if len(np_shares) else float("nan"),
+    }
+    out["polar_to_np_per_class_ratio"] = out["polar_share_per_class"] / out["np_share_per_class_mean"]
+
+    ranked = sorted(data.vocab, key=lambda a: (-counts.get(a, 0), a))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 3]})
+    ax1.bar(["P", "NP"], [out["polar_share"], 100 - out["polar_share"]], color=["tab:orange", "tab:blue"])
+    ax1.set_ylabel("share of samples (%)")
+    ax1.set_title(f"{len(polar)} P vs {len(nonpolar)} NP classes", fontsize=9)
+    shares = [100.0 * counts.get(a, 0) / n for a in ranked]
+    ax2.bar(range(len(ranked)), shares, width=1.0,
+            color=["tab:orange" if a in ("yes", "no") else "tab:blue" for a in ranked])
+    ax2.set_yscale("log")
+    ax2.set_xlabel("classes sorted by number of samples")
+    ax2.set_ylabel("share per class (%)")
+    if len(ranked) <= 30:
+        ax2.set_xticks(range(len(ranked)), ranked, rotation=60, fontsize=7)
+    fig.suptitle(f"Fig 4.1: polar (orange) and non-polar (blue) samples, {_dataset_label(cfg)} training set",
+                 fontsize=9)
+    ctx.savefig(fig, "fig4_1_class_distribution", "Distribution of polar (P) and non-polar (NP) samples")
+    ctx.table("Fig 4.1: class distribution", ["classes", "number", "share of samples (%)", "share per class (%)"],
+              [["polar (yes/no)", len(polar), out["polar_share"], out["polar_share_per_class"]],
+               ["non-polar", len(nonpolar), 100 - out["polar_share"], out["np_share_per_class_mean"]]],
+              note="Training samples whose label is in the answer vocabulary; polar = label yes/no.")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Tab 4.1
+# ------------------------------------------------------------------------------------------------
+def _paired_gap(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean of a - b (percent) with its 95 % paired bootstrap interval."""
+    d = a - b
+    lo, hi = boot_pct(d, n_boot, seed)
+    return pct(d), lo, hi
+
+
+def _scores(cfg, ctx, data, models) -> dict[str, np.ndarray]:
+    ev = data.eval
+    return {name: vqa_scores(predict_classes(m, ev, data.eval_bank, cfg.eval_batch_size,
+                                             ctx.train_config(cfg.train).device), ev)
+            for name, m in models.items()}
+
+
+@_threads
+def table_4_1(cfg: VQAConfig, ctx) -> dict:
+    """The four models of Tab 4.1 on Omega / P / NP and the weighted ensemble estimate (L933)."""
+    from common.plotting import plt
+    data = prepare(cfg, ctx)
+    models = trained_models(cfg, ctx, data)
+    sc = _scores(cfg, ctx, data, models)
+    ev = data.eval
+    P, NP = ev.polar, ~ev.polar
+    s = float(P.mean())
+    out = {
+        "acc_omega_all": pct(sc["omega"]), "acc_omega_P": pct(sc["omega"][P]), "acc_omega_NP": pct(sc["omega"][NP]),
+        "acc_P_P": pct(sc["P"][P]), "acc_NP_NP": pct(sc["NP"][NP]), "acc_hybrid_NP": pct(sc["hybrid"][NP]),
+        "polar_share_eval": 100.0 * s, "close_tol": cfg.close_tol, "well_below": cfg.well_below,
+    }
+    out["ensemble_estimate"] = s * out["acc_P_P"] + (1 - s) * out["acc_NP_NP"]
+    # the same estimate per sample: the specialised model of each sample's polarity
+    ens = np.where(P, sc["P"], sc["NP"])
+    B, seed = cfg.n_boot, ctx.seed
+    g = {
+        "omega_minus_ensemble": _paired_gap(sc["omega"], ens, B, seed),
+        "P_minus_omega_on_P": _paired_gap(sc["P"][P], sc["omega"][P], B, seed + 1),
+        "NP_minus_omega_on_NP": _paired_gap(sc["NP"][NP], sc["omega"][NP], B, seed + 2),
+        "hybrid_minus_NP_on_NP": _paired_gap(sc["hybrid"][NP], sc["NP"][NP], B, seed + 3),
+    }
+    for k, (m, lo, hi) in g.items():
+        out[f"gap_{k}"], out[f"gap_{k}_lo"], out[f"gap_{k}_hi"] = m, lo, hi
+    out["acc_hybrid_NP_lo"], out["acc_hybrid_NP_hi"] = boot_pct(sc["hybrid"][NP], B, seed + 4)
+    # chance on NP: always the most frequent NP training answer; and 1 / #NP classes
+    np_train = Counter(a for a, p in zip(data.train.labels, data.train.polar) if not p)
+    vi = {a: i for i, a in enumerate(data.vocab)}
+    if np_train:
+        top = np_train.most_common(1)[0][0]
+        out["chance_np_majority"] = pct(vqa_scores(np.full(int(NP.sum()), vi[top]), ev.subset(NP)))
+    else:
+        out["chance_np_majority"] = float("nan")
+    n_np_classes = len([a for a in data.vocab if a not in ("yes", "no")])
+    out["chance_np_uniform"] = 100.0 / max(n_np_classes, 1)
+    if data.heldout is not None and len(data.heldout):
+        ho = data.heldout
+        for name, mask in (("omega", np.ones(len(ho), bool)), ("P", ho.polar), ("NP", ~ho.polar)):
+            pr = predict_classes(models[name], ho.subset(mask), data.train_bank, cfg.eval_batch_size,
+                                 ctx.train_config(cfg.train).device)
+            out[f"heldout_acc_{name}"] = pct(vqa_scores(pr, ho.subset(mask)))
+    out["n_eval"], out["n_eval_P"], out["n_eval_NP"] = len(ev), int(P.sum()), int(NP.sum())
+    out["n_train"] = len(data.train)
+
+    dash = "—"
+    ctx.table(f"Tab 4.1: VQA accuracy (%) on {_dataset_label(cfg)} "
+              f"{'test' if cfg.dataset == 'easyvqa' else 'val'}",
+              ["model", "Ω", "P", "NP", "description"],
+              [["f_Ω ∘ Φ_Ω", out["acc_omega_all"], out["acc_omega_P"], out["acc_omega_NP"], "Baseline"],
+               ["f_P ∘ Φ_P", dash, out["acc_P_P"], dash, "Only polar"],
+               ["f_NP ∘ Φ_NP", dash, dash, out["acc_NP_NP"], "Only non-polar"],
+               ["f_NP ∘ Φ_P", dash, dash, out["acc_hybrid_NP"], "Hybrid model"],
+               ["ensemble estimate", out["ensemble_estimate"], dash, dash,
+                f"s·acc(f_P∘Φ_P, P) + (1−s)·acc(f_NP∘Φ_NP, NP), s = {s:.4f}"]],
+              note=("Thesis (VQA 2.0 val): 62.4 / 80.4 / 51.4; 79.6; 51.6; 28.7; ensemble 62.22 with s = 11/29. "
+                    "At the default preset Φ includes the region CNN trained end to end, so the hybrid's Φ_P "
+                    "also learnt its visual features from polar questions only; at paper scale the region "
+                    "features are fixed and shared by all models (notes/vqa.md)."))
+    ctx.table("Gaps with 95 % paired bootstrap intervals (p.p.)", ["gap", "mean", "low", "high"],
+              [[k, m, lo, hi] for k, (m, lo, hi) in g.items()],
+              note=f"{B} bootstrap resamples of the evaluation questions; chance on NP: majority answer "
+                   f"{out['chance_np_majority']:.2f} %, uniform {out['chance_np_uniform']:.2f} %.")
+    fig, ax = plt.subplots(figsize=(6, 3))
+    names = ["Ω on Ω", "Ω on P", "P on P", "Ω on NP", "NP on NP", "hybrid on NP"]
+    vals = [out["acc_omega_all"], out["acc_omega_P"], out["acc_P_P"], out["acc_omega_NP"], out["acc_NP_NP"],
+            out["acc_hybrid_NP"]]
+    ax.bar(names, vals, color=["gray", "tab:orange", "tab:orange", "tab:blue", "tab:blue", "tab:green"])
+    ax.axhline(out["chance_np_majority"], ls="--", color="k", lw=0.8, label="NP chance (majority)")
+    ax.set_ylabel("VQA accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.tick_params(axis="x", labelsize=7, rotation=20)
+    ctx.savefig(fig, "tab4_1_accuracies", "Tab 4.1 as bars: the four models on Ω, P and NP")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Matching: Fig 4.4, Tab A.1, Fig 4.5
+# ------------------------------------------------------------------------------------------------
+def _matching(cfg: VQAConfig, data):
+    from vqa.matching import make_brackets, match_counts
+    polar_q = [q for q, p in zip(data.train.questions, data.train.polar) if p]
+    nonpolar = [a for a in data.vocab if a not in ("yes", "no")]
+    counts = match_counts(nonpolar, polar_q)
+    brackets = make_brackets(counts, cfg.bracket_rule, cfg.min_matches, cfg.top_min, cfg.second_size)
+    return polar_q, counts, brackets
+
+
+@_threads
+def matching_fig_4_4(cfg: VQAConfig, ctx) -> dict:
+    """Non-polar classes matched in the training polar questions (Fig 4.4, Tab A.1, Fig 4.5)."""
+    from common.plotting import plt
+    from vqa.matching import label_pattern, rank_classes
+    data = prepare(cfg, ctx)
+    polar_q, counts, brackets = _matching(cfg, data)
+    ranked = rank_classes(counts)
+    vals = np.array([n for _, n in ranked])
+    out = {"n_np_classes": len(ranked), "n_polar_questions": len(polar_q),
+           "frac_np_matched": 100.0 * float((vals > 0).mean()) if len(vals) else float("nan"),
+           "top1_matches": int(vals[0]) if len(vals) else 0,
+           "median_matches": float(np.median(vals)) if len(vals) else float("nan")}
+    out["frac_np_dropped"] = 100.0 * float((vals < cfg.min_matches).mean()) if len(vals) else float("nan")
+    for b, members in enumerate(brackets, 1):
+        out[f"n_classes_b{b}"] = len(members)
+
+    # Fig 4.4: a toy example from the data: a few polar questions, the classes each matches, sorted list
+    examples = []
+    for q in polar_q:
+        hit = [c for c, _ in ranked if label_pattern(c).search(q)]
+        if hit and q not in [e[0] for e in examples]:
+            examples.append((q, hit))
+        if len(examples) == 6:
+            break
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [3, 2]})
+    ax1.axis("off")
+    ax1.set_title("polar questions → matched NP classes", fontsize=9)
+    for i, (q, hit) in enumerate(examples):
+        ax1.text(0.0, 0.9 - i * 0.16, f"“{q}”  →  {', '.join(h.upper() for h in hit)}", fontsize=8,
+                 transform=ax1.transAxes)
+    top = ranked[:15]
+    ax2.barh([c for c, _ in top][::-1], [n for _, n in top][::-1], color="tab:blue")
+    ax2.set_xlabel("matching polar questions")
+    ax2.tick_params(axis="y", labelsize=7)
+    ax2.set_title("NP classes sorted by matches", fontsize=9)
+    ctx.savefig(fig, "fig4_4_matching", "Fig 4.4: matching non-polar classes to polar questions (examples "
+                                        "from the training set) and the sorted classes")
+
+    # Tab A.1: top classes in four column pairs
+    rows_n = cfg.table_a1_rows
+    top = ranked[:rows_n]
+    per_col = int(np.ceil(len(top) / 4)) if top else 0
+    rows = []
+    for r in range(per_col):
+        row = []
+        for c in range(4):
+            k = c * per_col + r
+            row += [top[k][0], top[k][1]] if k < len(top) else ["", ""]
+        rows.append(row)
+    ctx.table(f"Tab A.1: non-polar classes with most matching polar questions (top {len(top)})",
+              ["NP class", "matches"] * 4, rows,
+              note=f"{len(polar_q)} training polar questions; Fig A.1's rule (no letter before or after; "
+                   "labels matched as whole phrases, case-insensitive); a question counts once per class.")
+
+    # Fig 4.5: sorted counts coloured by bracket (dropped in yellow)
+    colour = {}
+    for c, _ in ranked:
+        colour[c] = "gold"
+    for members, col in zip(brackets, ["tab:red", "tab:green", "tab:blue"]):
+        for c in members:
+            colour[c] = col
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(range(len(ranked)), vals, width=1.0, color=[colour[c] for c, _ in ranked])
+    ax.set_xlabel("non-polar classes sorted by matching polar questions")
+    ax.set_ylabel("matches")
+    if len(vals) and vals.max() > 50 * max(np.median(vals), 1):
+        ax.set_yscale("symlog")
+    if len(ranked) <= 30:
+        ax.set_xticks(range(len(ranked)), [c for c, _ in ranked], rotation=60, fontsize=7)
+    ax.set_title(f"Fig 4.5 ({cfg.bracket_rule} brackets: red, green, blue; dropped: yellow)", fontsize=9)
+    ctx.savefig(fig, "fig4_5_histogram", "Fig 4.5: non-polar classes sorted by the number of matching polar "
+                                         "questions, coloured by bracket")
+    ctx.note(f"Bracket rule '{cfg.bracket_rule}': "
+             + ("the thesis' thresholds (>= 100; the next 50; >= 30)." if cfg.bracket_rule == "thesis" else
+                "the ranked NP classes cut into three brackets of equal size (the thesis' thresholds are "
+                "degenerate with few NP classes; notes/vqa.md)."))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Tab 4.2
+# ------------------------------------------------------------------------------------------------
+@_threads
+def table_4_2(cfg: VQAConfig, ctx) -> dict:
+    """Hybrid f_NP o Phi_P accuracy on the NP evaluation samples whose label lies in each bracket."""
+    from common.plotting import plt
+    from vqa.matching import bracket_interval
+    data = prepare(cfg, ctx)
+    models = trained_models(cfg, ctx, data, names=("hybrid",))
+    _, counts, brackets = _matching(cfg, data)
+    ev = data.eval
+    NP = ~ev.polar
+    hyb = vqa_scores(predict_classes(models["hybrid"], ev, data.eval_bank, cfg.eval_batch_size,
+                                     ctx.train_config(cfg.train).device), ev)
+    labels = np.array(ev.labels, dtype=object)
+    out, rows = {"acc_hybrid_NP": pct(hyb[NP])}, []
+    for b, members in enumerate(brackets, 1):
+        mask = NP & np.isin(labels, list(members))
+        acc = pct(hyb[mask])
+        lo, hi = boot_pct(hyb[mask], cfg.n_boot, ctx.seed + b)
+        iv = bracket_interval(members, counts)
+        out.update({f"acc_b{b}": acc, f"acc_b{b}_lo": lo, f"acc_b{b}_hi": hi, f"n_classes_b{b}": len(members),
+                    f"n_samples_b{b}": int(mask.sum()),
+                    f"t0_b{b}": iv[0] if iv else float("nan"), f"t1_b{b}": iv[1] if iv else float("nan")})
+        rows.append([f"[{iv[0]}, {iv[1]}]" if iv else "(empty)", acc, f"[{lo:.1f}, {hi:.1f}]", len(members),
+                     int(mask.sum()), ", ".join(members[:6]) + (" …" if len(members) > 6 else "")])
+    ctx.table("Tab 4.2: accuracy (%) of the hybrid f_NP ∘ Φ_P per coverage bracket",
+              ["matching P questions [t0, t1]", "accuracy", "95 % bootstrap", "NP classes", "NP eval samples",
+               "classes"], rows,
+              note=(f"Bracket rule '{cfg.bracket_rule}'. Thesis (VQA 2.0 val): [100, T] 40.8, [68, 99] 31.7, "
+                    "[30, 67] 21.4 with 352 / 148 / 317 classes (the text says 40.4 for the first bracket and "
+                    "'the top 50' classes for the second; kept as printed)."))
+    fig, ax = plt.subplots(figsize=(5, 3))
+    accs = [out[f"acc_b{b}"] for b in (1, 2, 3)]
+    err = [[out[f"acc_b{b}"] - out[f"acc_b{b}_lo"] for b in (1, 2, 3)],
+           [out[f"acc_b{b}_hi"] - out[f"acc_b{b}"] for b in (1, 2, 3)]]
+    ax.bar([r[0] for r in rows], accs, yerr=err, color=["tab:red", "tab:green", "tab:blue"], capsize=4)
+    ax.set_ylabel("hybrid VQA accuracy on NP (%)")
+    ax.set_xlabel("matching polar questions")
+    ctx.savefig(fig, "tab4_2_brackets", "Tab 4.2 as bars with 95 % bootstrap intervals")
+    return out
