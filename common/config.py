@@ -101,3 +101,25 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of common.trainer.fit; here (not in trainer.py) so that registrations need no torch."""
+    epochs: int = 5
+    batch_size: int = 128               # global batch (split across DDP ranks)
+    lr: float = 1e-3
+    optimizer: str = "adam"             # sgd | adam | adamw | adamax
+    momentum: float = 0.9               # sgd only
+    weight_decay: float = 0.0
+    schedule: str = "constant"          # constant | cosine | onecycle
+    warmup_frac: float = 0.0            # onecycle: fraction of steps to the peak
+    ckpt_every: int = 200               # steps between checkpoints (and one at the end)
+    log_every: int = 20
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    amp: str = "auto"                   # auto (bf16 on CUDA) | bf16 | off
+    channels_last: str = "auto"         # auto (on CUDA) | on | off
+    compile: bool = False
+    seed: int = 0
+    grad_clip: float = 0.0              # 0 = off
+    progress: bool = True

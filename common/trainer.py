@@ -34,32 +34,12 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.config import TrainConfig  # noqa: F401  (defined torch-free, re-exported here)
 from common.checkpoint import latest_checkpoint_dir, load_state_dict, save_state_dict, write_checkpoint_dir
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 128               # global batch (split across DDP ranks)
-    lr: float = 1e-3
-    optimizer: str = "adam"             # sgd | adam | adamw | adamax
-    momentum: float = 0.9               # sgd only
-    weight_decay: float = 0.0
-    schedule: str = "constant"          # constant | cosine | onecycle
-    warmup_frac: float = 0.0            # onecycle: fraction of steps to the peak
-    ckpt_every: int = 200               # steps between checkpoints (and one at the end)
-    log_every: int = 20
-    device: str = "auto"                # auto | cpu | cuda | cuda:N
-    amp: str = "auto"                   # auto (bf16 on CUDA) | bf16 | off
-    channels_last: str = "auto"         # auto (on CUDA) | on | off
-    compile: bool = False
-    seed: int = 0
-    grad_clip: float = 0.0              # 0 = off
-    progress: bool = True
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ import dataclasses
 
 from common.claims import Claim, greater
 from common.experiment import Experiment, register
-from common.trainer import TrainConfig
+from common.config import TrainConfig
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from common.trainer import TrainConfig
+from common.config import TrainConfig
 
 
 @dataclasses.dataclass

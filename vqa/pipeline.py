@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from common.trainer import TrainConfig
+from common.config import TrainConfig
 from vqa.config import ModelConfig, VQAConfig  # noqa: F401
 
 MODEL_NAMES = ("omega", "P", "NP")
