@@ -58,10 +58,10 @@ class LeNet(nn.Module):
 
 
 class Small(nn.Module):
-    def __init__(self, in_channels=1, n_classes=10):
+    def __init__(self, in_channels=1, n_classes=10, size=32):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),
-                                 nn.Linear(6 * 8 * 8, n_classes))
+                                 nn.Linear(6 * (size // 4) ** 2, n_classes))
 
     def forward(self, x):
         return self.net(x)
@@ -70,10 +70,10 @@ class Small(nn.Module):
 class Wide(nn.Module):
     """One wide conv layer (32 maps, 5x5) and a wide hidden layer (256): shallow, many parameters."""
 
-    def __init__(self, in_channels=1, n_classes=10):
+    def __init__(self, in_channels=1, n_classes=10, size=32):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(in_channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),
-                                 nn.Linear(32 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, n_classes))
+                                 nn.Linear(32 * (size // 4) ** 2, 256), nn.ReLU(), nn.Linear(256, n_classes))
 
     def forward(self, x):
         return self.net(x)
@@ -128,8 +128,8 @@ class Residual(nn.Module):
 
 def digit_classifier(name: str, in_channels: int = 1, n_classes: int = 10, size: int = 32) -> nn.Module:
     """One of the five default-preset classifiers (randomly initialised; trained in training.py)."""
-    make = {"lenet": lambda: LeNet(in_channels, n_classes, size), "small": lambda: Small(in_channels, n_classes),
-            "wide": lambda: Wide(in_channels, n_classes), "deep": lambda: Deep(in_channels, n_classes),
+    make = {"lenet": lambda: LeNet(in_channels, n_classes, size), "small": lambda: Small(in_channels, n_classes, size),
+            "wide": lambda: Wide(in_channels, n_classes, size), "deep": lambda: Deep(in_channels, n_classes),
             "residual": lambda: Residual(in_channels, n_classes)}
     if name not in make:
         raise ValueError(f"unknown digit classifier '{name}' (choose from {', '.join(make)})")

@@ -122,10 +122,10 @@ def _ic_highest(m):
 
 
 CLAIM_MARGIN = Claim("f_i o A_i stays within a small margin of f_i (fine-tuning does not hurt accuracy)",
-                     _within_margin, source="000 L1169-1171, Tab 5.1")
+                     _within_margin, presets=("default", "paper"), source="000 L1169-1171, Tab 5.1")
 CLAIM_DIAG = Claim("CR_min diagonal = 100", _diag_100, source="000 Tab 5.3")
 CLAIM_IC = Claim("the pre-trained SegNet A_S preserves the most information (highest IC-nMI)", _ic_highest,
-                 source="000 L1213")
+                 presets=("default", "paper"), source="000 L1213")
 
 
 def _reg(name, target, title, source, reported=None, claims=()):
