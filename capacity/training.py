@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,29 +36,23 @@ from capacity.data import epoch_batches
 # Checkpoints of JAX stages
 # --------------------------------------------------------------------------------------------------
 def _save_ckpt(work_dir: Path, trees: dict, state: dict) -> None:
+    """Pytrees as safetensors + JSON state, atomically (common.checkpoint's folder writer)."""
     from common.bridge import save_pytree
-    tmp, cur, old = work_dir / "ckpt.tmp", work_dir / "ckpt", work_dir / "ckpt.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, tree in trees.items():
-        save_pytree(tree, tmp / f"{name}.safetensors")
-    with open(tmp / "state.json", "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    shutil.rmtree(old, ignore_errors=True)
-    if cur.exists():
-        os.replace(cur, old)
-    os.replace(tmp, cur)
-    shutil.rmtree(old, ignore_errors=True)
+    from common.checkpoint import write_checkpoint_dir
+
+    def write(tmp):
+        for name, tree in trees.items():
+            save_pytree(tree, tmp / f"{name}.safetensors")
+    write_checkpoint_dir(work_dir, write, state)
 
 
 def _load_ckpt(work_dir: Path, names) -> tuple[dict, dict] | None:
     from common.bridge import load_pytree
-    for d in (work_dir / "ckpt", work_dir / "ckpt.old"):
-        if (d / "state.json").exists() and all((d / f"{n}.safetensors").exists() for n in names):
-            return {n: load_pytree(d / f"{n}.safetensors") for n in names}, json.loads((d / "state.json").read_text())
-    return None
+    from common.checkpoint import latest_checkpoint_dir
+    d = latest_checkpoint_dir(work_dir, tuple(f"{n}.safetensors" for n in names))
+    if d is None:
+        return None
+    return {n: load_pytree(d / f"{n}.safetensors") for n in names}, json.loads((d / "state.json").read_text())
 
 
 def _bar(total, initial, desc, show):

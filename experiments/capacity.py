@@ -9,7 +9,7 @@ import dataclasses
 
 from common.claims import Claim
 from common.experiment import Experiment, register
-from common.trainer import TrainConfig
+from common.config import TrainConfig
 
 S = "000 ch. 5"
 
