@@ -199,18 +199,6 @@ def _eval_key(cfg):
 
 
 def evaluate(cfg, ctx) -> dict:
-    """See ``_evaluate``; runs with ``cfg.torch_threads`` torch threads (restored afterwards)."""
-    import torch
-    old = torch.get_num_threads()
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    try:
-        return _evaluate(cfg, ctx)
-    finally:
-        torch.set_num_threads(old)
-
-
-def _evaluate(cfg, ctx) -> dict:
     """Everything the tables and figures need, computed once (cached as npz + json, no pickle).
 
     acc1/acc5[a, j]: top-1/5 (%) of classifier j on input a (a = 0: original, 1: A_S, 2..: A_i);

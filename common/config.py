@@ -123,3 +123,4 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float = 0.0              # 0 = off
     progress: bool = True
+    num_workers: int = 4                # DataLoader workers (a torch Dataset only; 0 after JAX started)

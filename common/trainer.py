@@ -294,7 +294,7 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
     if isinstance(train, (tuple, list)):
         data = _TensorBatches(train, cfg.batch_size, cfg.seed, rank, world, device)
     else:
-        data = _LoaderBatches(train, cfg.batch_size, cfg.seed, rank, world)
+        data = _LoaderBatches(train, cfg.batch_size, cfg.seed, rank, world, cfg.num_workers)
     total = cfg.epochs * data.steps_per_epoch
 
     state = load_checkpoint(work_dir, model, opt)

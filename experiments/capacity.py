@@ -56,7 +56,6 @@ class CapacityConfig:
     n_examples: int = 8
     margin: float = 2.0                   # "within a small margin" (points of top-1)
     progress: bool = True
-    torch_threads: int = 1                # torch CPU threads during the run (0 = leave); restored after
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=5, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
     ae: AEConfig = dataclasses.field(default_factory=AEConfig)
@@ -68,7 +67,7 @@ PRESETS = {
               "ae.widths": (8, 8), "ae.convs": (1, 1), "ae.pretrain_images": 1024, "ae.plateau_images": 256,
               "ae.finetune_epochs": 1, "progress": False},
     "default": {},
-    "paper": {"dataset": "imagenet", "torch_threads": 0, "eval_split": "val", "nmi_extra_split": "", "pretrain_folder": "",
+    "paper": {"dataset": "imagenet", "eval_split": "val", "nmi_extra_split": "", "pretrain_folder": "",
               "image_size": 224, "resize": 256, "zoo": True, "n_classes": 1000,
               "classifiers": ("lenet", "alexnet", "vgg16", "resnet50", "inception_v3"),
               "bc_pairs": 25_000, "eval_batch_size": 100, "n_examples": 4,

@@ -30,7 +30,7 @@ PAPER = {
     "train.epochs": 20, "train.batch_size": 96, "train.ckpt_every": 1000,
     "hybrid_train.epochs": 20, "hybrid_train.batch_size": 512,
     "bracket_rule": "thesis", "min_matches": 30, "top_min": 100, "second_size": 50,
-    "eval_batch_size": 1024, "cpu_threads": 0,
+    "eval_batch_size": 1024,
 }
 PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
 

@@ -87,3 +87,10 @@ def test_claim_helpers():
     import numpy as np
     lo, hi = C.bootstrap_ci(np.r_[np.zeros(50), np.ones(50)], n_boot=500)
     assert lo < 0.5 < hi
+
+
+def test_threads_are_set_for_the_run_and_restored(tmp_path):
+    import torch
+    before = torch.get_num_threads()
+    rec = run_experiment("toy.exp", "default", out_root=tmp_path, threads=1)
+    assert rec["provenance"]["device"]["threads"] == 1 and torch.get_num_threads() == before

@@ -36,7 +36,6 @@ class VQAConfig:
     hybrid_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=20, batch_size=64, lr=2e-3, optimizer="adamax", ckpt_every=5000, log_every=100))
     eval_batch_size: int = 512
-    cpu_threads: int = 1                     # torch threads on CPU during the run (0 = leave as is)
     # matching and brackets (Sec. 4.2.3, L950)
     bracket_rule: str = "equal"              # equal (default preset) | thesis (paper preset)
     min_matches: int = 0                     # thesis: 30

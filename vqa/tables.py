@@ -12,24 +12,6 @@ import numpy as np
 from vqa.pipeline import VQAConfig, boot_pct, pct, predict_classes, prepare, trained_models, vqa_scores
 
 
-def _threads(fn):
-    """Run with ``cfg.cpu_threads`` torch threads (restored after): small models on a shared CPU run
-    far slower with oversubscribed threads than with one."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(cfg, ctx):
-        import torch
-        old = torch.get_num_threads()
-        if cfg.cpu_threads:
-            torch.set_num_threads(cfg.cpu_threads)
-        try:
-            return fn(cfg, ctx)
-        finally:
-            torch.set_num_threads(old)
-    return wrapper
-
-
 def _dataset_label(cfg: VQAConfig) -> str:
     return {"easyvqa": "easy-VQA", "vqa2": "VQA 2.0"}.get(cfg.dataset, cfg.dataset)
 
@@ -37,7 +19,6 @@ def _dataset_label(cfg: VQAConfig) -> str:
 # ------------------------------------------------------------------------------------------------
 # Fig 4.1
 # ------------------------------------------------------------------------------------------------
-@_threads
 def fig_4_1(cfg: VQAConfig, ctx) -> dict:
     """Class distribution of the training samples (in-vocabulary labels), polar vs non-polar."""
     from common.plotting import plt
@@ -98,7 +79,6 @@ def _scores(cfg, ctx, data, models) -> dict[str, np.ndarray]:
             for name, m in models.items()}
 
 
-@_threads
 def table_4_1(cfg: VQAConfig, ctx) -> dict:
     """The four models of Tab 4.1 on Omega / P / NP and the weighted ensemble estimate (L933)."""
     from common.plotting import plt
@@ -188,7 +168,6 @@ def _matching(cfg: VQAConfig, data):
     return polar_q, counts, brackets
 
 
-@_threads
 def matching_fig_4_4(cfg: VQAConfig, ctx) -> dict:
     """Non-polar classes matched in the training polar questions (Fig 4.4, Tab A.1, Fig 4.5)."""
     from common.plotting import plt
@@ -271,7 +250,6 @@ def matching_fig_4_4(cfg: VQAConfig, ctx) -> dict:
 # ------------------------------------------------------------------------------------------------
 # Tab 4.2
 # ------------------------------------------------------------------------------------------------
-@_threads
 def table_4_2(cfg: VQAConfig, ctx) -> dict:
     """Hybrid f_NP o Phi_P accuracy on the NP evaluation samples whose label lies in each bracket."""
     from common.plotting import plt
