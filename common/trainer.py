@@ -301,7 +301,8 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
     step = state["step"] if state else 0
     history: list[dict] = state.get("history", []) if state else []
     if state:
-        _set_rng_state(state["rng"])
+        # each DDP rank draws its own dropout masks: restore the rank's own generator state
+        _set_rng_state(state.get("rng_ranks", [state["rng"]] * world)[rank] if distributed else state["rng"])
         if state.get("done") and step >= total:
             return FitResult(model.eval(), step, cfg.epochs, step, history, time.time() - t0, str(device))
     resumed_from = step
@@ -326,9 +327,13 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
     window_t, window_imgs, running = time.time(), 0, {}
 
     def checkpoint(done: bool):
+        state = {"step": step, "done": done, "history": history, "config": dataclasses.asdict(cfg)}
+        if distributed:  # every rank's RNG state, so that a resumed DDP run replays each rank exactly
+            ranks: list = [None] * world
+            dist.all_gather_object(ranks, _rng_state())
+            state["rng_ranks"] = ranks
         if is_main:
-            save_checkpoint(work_dir, model, opt, {"step": step, "done": done, "history": history,
-                                                   "config": dataclasses.asdict(cfg)})
+            save_checkpoint(work_dir, model, opt, state)
         if distributed:
             dist.barrier()
 

@@ -25,6 +25,10 @@ def test_torchrun_two_processes_match_one(tmp_path, env_with_root):
     a, b = load_weights(tmp_path / "one.safetensors"), load_weights(tmp_path / "two.safetensors")
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6)
+    # every rank's RNG state is in the checkpoint (ranks draw different dropout masks)
+    import json
+    ranks = json.loads((tmp_path / "w2" / "ckpt" / "state.json").read_text())["rng_ranks"]
+    assert len(ranks) == 2 and ranks[0] != ranks[1]
     # and training did move the weights (the comparison is not between two untouched inits)
     sys.path.insert(0, str(HELPER.parent))
     import train_tiny
