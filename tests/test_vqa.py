@@ -86,6 +86,12 @@ def test_match_counts_count_questions_once_and_any_number_of_classes():
     assert match_counts(["horse", "white", "dog"], qs) == {"horse": 2, "white": 2, "dog": 0}
 
 
+def test_multi_word_label_never_spans_two_questions():
+    # questions without closing punctuation: "red" ends one, "car" starts the next
+    assert match_counts(["red car"], ["is it red", "car is blue?"]) == {"red car": 0}
+    assert match_counts(["red car"], ["is it red", "is the red  car here"]) == {"red car": 1}
+
+
 def test_brackets_thesis_rule_and_equal_rule():
     counts = {f"c{i:03d}": n for i, n in enumerate([500, 120, 100] + [99 - i for i in range(60)] + [29, 0])}
     b1, b2, b3 = thesis_brackets(counts, 30, 100, 50)

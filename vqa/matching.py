@@ -17,7 +17,9 @@ _LETTER = r"[^\W\d_]"        # a letter (unicode-aware): not a non-word char, no
 def label_pattern(label: str) -> re.Pattern:
     """The Fig A.1 expression for one non-polar label."""
     words = label.strip().split()
-    body = r"\s+".join(re.escape(w) for w in words)
+    # words of a label are separated by spaces only: never by the newline that separates questions
+    # in match_counts (a phrase must not span two questions)
+    body = r"[ \t]+".join(re.escape(w) for w in words)
     return re.compile(rf"(?<!{_LETTER}){body}(?!{_LETTER})", re.IGNORECASE)
 
 
