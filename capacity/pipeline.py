@@ -121,9 +121,10 @@ def _classifier_key(cfg, name):
 def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict]:
     """name -> frozen torch classifier in eval mode (trained once, or loaded from the zoo)."""
     import torch
-    from common.trainer import fit
+    from common.trainer import fit, pick_device
     from capacity.classifiers import Preprocessed, digit_classifier, zoo_classifier, LeNet
     out, info = {}, {}
+    dev = pick_device(ctx.device)   # classifiers stay on the run's device (GPU at paper scale)
     train = sources["train"]
     c = train.image_shape[-1]
     for name in cfg.classifiers:
@@ -140,9 +141,9 @@ def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict]:
             data = to_torch_tensors(train) if isinstance(train, ArraySource) else TorchView(train)
             res = fit(model, data, ctx.train_config(cfg.train),
                       ctx.work_dir(f"capacity-clf-{name}", _classifier_key(cfg, name)), desc=f"classifier {name}")
-            model = res.model.cpu()
+            model = res.model
             info[name] = {"source": "trained here", "steps": res.steps, "wall_s": res.wall_s}
-        model = model.eval()
+        model = model.to(dev).eval()
         for p in model.parameters():
             p.requires_grad_(False)
         out[name] = model
@@ -195,7 +196,7 @@ def get_autoencoders(cfg, ctx, sources, classifiers) -> tuple[Any, dict, dict]:
 def _eval_key(cfg):
     return {"ft": [_ft_key(cfg, n) for n in cfg.classifiers], "eval": cfg.eval_split, "extra": cfg.nmi_extra_split,
             "max_eval": cfg.max_eval, "pairs": cfg.bc_pairs, "nmi_seed": cfg.nmi_seed, "ex": cfg.n_examples,
-            "bs": cfg.eval_batch_size, "v": 2}
+            "bs": cfg.eval_batch_size, "v": 3}
 
 
 def evaluate(cfg, ctx) -> dict:
@@ -221,6 +222,7 @@ def evaluate(cfg, ctx) -> dict:
         return dict(arrays, **meta, classifiers=classifiers, model=model, aes=aes, sources=sources)
 
     clf_names = list(classifiers)
+    clf_device = next(classifiers[clf_names[0]].parameters()).device
     ae_names = ["A_S"] + clf_names
     nmi_src, is_eval = sources["nmi"], sources["is_eval"]
     n, n_eval = len(nmi_src), int(is_eval.sum())
@@ -269,16 +271,16 @@ def evaluate(cfg, ctx) -> dict:
             yt = torch.as_tensor(yb[ev])
             with torch.no_grad():
                 for a, inp in enumerate(inputs):
-                    xt = torch.from_numpy(np.ascontiguousarray(inp[ev])).permute(0, 3, 1, 2)
+                    xt = torch.from_numpy(np.ascontiguousarray(inp[ev])).permute(0, 3, 1, 2).to(clf_device)
                     for j, cn in enumerate(clf_names):
-                        logits = classifiers[cn](xt).float()
+                        logits = classifiers[cn](xt).float().cpu()
                         k5 = logits.topk(min(5, logits.shape[1]), 1).indices
                         top1[a, j, idx[ev]] = (k5[:, 0] == yt).numpy()
                         top5[a, j, idx[ev]] = (k5 == yt[:, None]).any(1).numpy()
         pos += len(xb)
     top1, top5 = top1[:, :, is_eval], top5[:, :, is_eval]
     arrays = {"top1": top1, "top5": top5, "acc1": 100.0 * top1.mean(-1), "acc5": 100.0 * top5.mean(-1),
-              "ic": ic, "bc": bc, "mse": sq / max(n_eval, 1), "ex_orig": np.stack([ex_orig[i] for i in ex_idx]),
+              "ic": ic[:, is_eval], "bc": bc, "mse": sq / max(n_eval, 1), "ex_orig": np.stack([ex_orig[i] for i in ex_idx]),
               "ex_rec": np.stack([np.stack([ex_rec[a][i] for i in ex_idx]) for a in ae_names])}
     meta = {"clf_names": clf_names, "ae_names": ae_names, "n_eval": n_eval, "n_nmi": n,
             "clf_info": clf_info, "ae_info": ae_info}

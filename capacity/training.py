@@ -245,7 +245,7 @@ def finetune_decoder(model, variables: dict, classifier, source, fcfg, work_dir:
     step, lr = state["step"], fcfg.finetune_lr
     bar = _bar(total, step, desc, progress)
     pending, t0 = [], time.time()
-    dev = device or torch.device("cpu")
+    dev = device or next(classifier.parameters()).device   # where the classifier lives
 
     def save(done):
         state.update(step=step, done=done)
