@@ -130,16 +130,3 @@ def draw_lattice(lattice, ax, title: str = ""):
     ax.set_ylim(-0.15, 1.15)
     ax.axis("off")
     ax.set_title(title, fontsize=9)
-
-
-# --------------------------------------------------------------------------------------------------
-# Intervals
-# --------------------------------------------------------------------------------------------------
-def paired_bootstrap_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                          alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile interval of mean(a - b) over paired samples."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(d), size=(n_boot, len(d)))
-    means = d[idx].mean(axis=1)
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))

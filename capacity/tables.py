@@ -26,7 +26,7 @@ def _common_notes(ctx, ev, cfg):
 # --------------------------------------------------------------------------------------------------
 def table_5_1(cfg, ctx) -> dict:
     """Tab 5.1: top-1 / top-5 of f_i and f_i o A_i with differences; paired bootstrap intervals."""
-    from capacity.metrics import paired_bootstrap_diff
+    from common.claims import bootstrap_ci
     ev = evaluate(cfg, ctx)
     clfs, aes = _names(ev)
     out, rows = {"margin": cfg.margin}, []
@@ -35,8 +35,9 @@ def table_5_1(cfg, ctx) -> dict:
         a = 2 + j                     # input index of A_n
         t1, t1a = float(ev["acc1"][0, j]), float(ev["acc1"][a, j])
         t5, t5a = float(ev["acc5"][0, j]), float(ev["acc5"][a, j])
-        lo, hi = paired_bootstrap_diff(ev["top1"][a, j].astype(float) * 100, ev["top1"][0, j].astype(float) * 100,
-                                       seed=ctx.seed)
+        # paired: the interval of the mean per-digit difference
+        lo, hi = bootstrap_ci(ev["top1"][a, j].astype(float) * 100 - ev["top1"][0, j].astype(float) * 100,
+                              seed=ctx.seed)
         out.update({f"top1_{n}": t1, f"top1_{n}_ae": t1a, f"top1_{n}_diff": t1a - t1, f"top1_{n}_diff_lo": lo,
                     f"top1_{n}_diff_hi": hi, f"top5_{n}": t5, f"top5_{n}_ae": t5a, f"top5_{n}_diff": t5a - t5})
         lows.append(lo)
@@ -89,7 +90,7 @@ def figure_5_5(cfg, ctx) -> dict:
     """Fig 5.5: IC-nMI (original vs reconstruction) and BC-nMI (two reconstructions of one AE over
     fixed shuffled consecutive pairs), mean +- std per autoencoder."""
     from common.plotting import plt
-    from capacity.metrics import paired_bootstrap_diff
+    from common.claims import bootstrap_ci
     ev = evaluate(cfg, ctx)
     clfs, aes = _names(ev)
     ic, bc = ev["ic"], ev["bc"]
@@ -99,7 +100,7 @@ def figure_5_5(cfg, ctx) -> dict:
         out[f"bc_nmi_{a}"], out[f"bc_nmi_{a}_std"] = float(bc[i].mean()), float(bc[i].std())
         rows.append([_ae_label(a), ic[i].mean(), ic[i].std(), bc[i].mean(), bc[i].std()])
     best = 1 + int(np.argmax(ic[1:].mean(1)))
-    lo, hi = paired_bootstrap_diff(ic[0], ic[best], seed=ctx.seed)
+    lo, hi = bootstrap_ci(np.asarray(ic[0], np.float64) - np.asarray(ic[best], np.float64), seed=ctx.seed)
     out.update({"ic_nmi_best_ft": float(ic[best].mean()), "ic_nmi_gap_lo": lo, "ic_nmi_gap_hi": hi})
     ctx.table("Fig 5.5: nMI (Eq 5.4, MI in nats) per autoencoder", ["autoencoder", "IC-nMI mean", "IC-nMI std",
               "BC-nMI mean", "BC-nMI std"], rows, digits=3,

@@ -241,12 +241,7 @@ def pct(x: np.ndarray) -> float:
 
 
 def boot_pct(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of the mean, in percent (nan for an empty set)."""
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    for b in range(n_boot):       # chunked resampling keeps memory small for large evaluation sets
-        means[b] = values[rng.integers(0, len(values), len(values))].mean()
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(100 * lo), float(100 * hi)
+    """95 % bootstrap interval of the mean, in percent (common.claims.bootstrap_ci)."""
+    from common.claims import bootstrap_ci
+    lo, hi = bootstrap_ci(values, n_boot, seed=seed)
+    return 100 * lo, 100 * hi
