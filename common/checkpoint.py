@@ -24,10 +24,6 @@ def save_state_dict(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -
     os.replace(tmp, path)
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return load_weights(path)
-
-
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.suffix == ".safetensors":

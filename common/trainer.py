@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.config import TrainConfig  # noqa: F401  (defined torch-free, re-exported here)
-from common.checkpoint import latest_checkpoint_dir, load_state_dict, save_state_dict, write_checkpoint_dir
+from common.checkpoint import latest_checkpoint_dir, load_weights, save_state_dict, write_checkpoint_dir
 
 
 class NonFiniteLossError(RuntimeError):
@@ -186,10 +186,10 @@ def load_checkpoint(work_dir: Path, model: nn.Module, opt=None) -> dict | None:
     d = _ckpt_dir(Path(work_dir))
     if d is None:
         return None
-    unwrap(model).load_state_dict(load_state_dict(d / "model.safetensors"))
+    unwrap(model).load_state_dict(load_weights(d / "model.safetensors"))
     state = json.loads((d / "state.json").read_text())
     if opt is not None:
-        _optim_from_flat(opt, load_state_dict(d / "optim.safetensors"), state["optimizer"])
+        _optim_from_flat(opt, load_weights(d / "optim.safetensors"), state["optimizer"])
     return state
 
 
