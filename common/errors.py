@@ -1,0 +1,24 @@
+"""Errors a user can act on. The CLI prints their message as one block (no traceback on the
+terminal; the traceback goes to the failed run's ``error.txt``, and to the terminal with ``--debug``).
+
+Every message names the file or folder concerned and the fix ("delete results/_work/<stage> to
+retrain", "rerun the same command to resume from step 400").
+"""
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    """Base: an error whose message alone tells the user what happened and what to do."""
+
+
+class DataError(UserFacingError, ValueError):
+    """A dataset file that exists but cannot be read (truncated, corrupt, wrong shape): names the file."""
+
+
+class CheckpointError(UserFacingError, RuntimeError):
+    """A checkpoint folder that cannot be loaded: names it and says to delete it to retrain."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during training. A KeyboardInterrupt, so ``--all`` stops too; the message
+    says from which step a rerun of the same command resumes."""
