@@ -1,73 +1,135 @@
-"""Claim checks: a thesis' qualitative finding as a small function over an experiment's metrics.
+"""Claim checks: a thesis' qualitative finding as a small function over an experiment's results.
 
-A check returns ``(passed, detail)``; ``detail`` shows the numbers behind the verdict so that
-REPORT.md can be read without opening result.json. A claim may be limited to some presets (a
-finding that only makes sense at paper scale); elsewhere it is reported as SKIP, never as PASS.
+A check is called as ``check(metrics, cfg)`` (the metrics of one run and the run's config) and
+returns ``(verdict, detail)``: ``True`` (PASS), ``False`` (FAIL) or ``None`` (SKIP: the numbers
+needed do not exist, e.g. an empty bracket gave a NaN interval), and a detail string with the
+numbers behind the verdict so that REPORT.md can be read without opening result.json. A claim may be
+limited to some presets (a finding that only makes sense at paper scale); elsewhere it is SKIP,
+never PASS.
 
-Small effects must be compared with the noise (notes/README.md): pass interval bounds as metrics
-(``x_lo``/``x_hi``) and use ``interval_above`` rather than comparing two point estimates.
+Small effects are compared with the noise (notes/README.md), never as two point estimates:
+- within one run, checks compare *interval bounds* (bootstrap over evaluation items, passed as
+  metrics ``x_lo``/``x_hi``) with the helpers below (``interval_above``, ``interval_below``,
+  ``interval_within``, ``intervals_descending``);
+- over training seeds, ``evaluate_over_seeds`` passes a claim only when it passes on every seed
+  (each seed's own bootstrap interval included), and says on how many seeds it held.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-Check = Callable[[Mapping[str, float]], "tuple[bool, str]"]
+Verdict = "tuple[bool | None, str]"
+Check = Callable[[Mapping[str, float], Any], Verdict]
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
     text: str                       # the finding, in the thesis' words where possible
-    check: Check
+    check: Check                    # (metrics, cfg) -> (True | False | None, detail)
     presets: tuple[str, ...] | None = None   # None: every preset
     source: str = ""                # where the thesis says it (e.g. "000 L942")
 
-    def evaluate(self, metrics: Mapping[str, float], preset: str) -> dict:
+    def evaluate(self, metrics: Mapping[str, float], preset: str, cfg: Any = None) -> dict:
         out = {"claim": self.text, "source": self.source}
         if self.presets is not None and preset not in self.presets:
             return dict(out, status="SKIP", detail=f"checked at preset(s) {', '.join(self.presets)} only")
         try:
-            ok, detail = self.check(metrics)
+            ok, detail = self.check(metrics, cfg)
         except KeyError as e:
             return dict(out, status="ERROR", detail=f"metric {e} missing from the results")
-        return dict(out, status="PASS" if ok else "FAIL", detail=detail)
+        status = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+        return dict(out, status=status, detail=detail)
+
+
+def evaluate_over_seeds(claim: Claim, metrics_by_seed: Mapping[int, Mapping[str, float]], preset: str,
+                        cfg: Any = None) -> dict:
+    """One verdict from several training seeds: PASS only if every seed passes (each with its own
+    bootstrap interval), SKIP if every seed skips, ERROR if any errs, else FAIL ("k/n seeds").
+    The detail lists each seed's numbers."""
+    per = {s: claim.evaluate(m, preset, cfg) for s, m in metrics_by_seed.items()}
+    statuses = [r["status"] for r in per.values()]
+    n = len(per)
+    first = next(iter(per.values()))
+    if n == 1:
+        return first
+    if "ERROR" in statuses:
+        status = "ERROR"
+    elif all(s == "SKIP" for s in statuses):
+        return dict(first, seeds={s: r["status"] for s, r in per.items()})
+    elif all(s == "PASS" for s in statuses):
+        status = "PASS"
+    else:
+        status = "FAIL"
+    n_pass = statuses.count("PASS")
+    detail = f"passes on {n_pass}/{n} training seeds. " + "; ".join(
+        f"seed {s}: [{r['status']}] {r['detail']}" for s, r in per.items())
+    return {"claim": claim.text, "source": claim.source, "status": status, "detail": detail,
+            "seeds": {s: r["status"] for s, r in per.items()}}
 
 
 def _fmt(v: float) -> str:
     return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
 
 
+def _nan(*vals) -> bool:
+    return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals)
+
+
+# --------------------------------------------------------------------------------------------------
+# Interval comparisons (values). Each returns (verdict, detail); a NaN bound gives SKIP.
+# --------------------------------------------------------------------------------------------------
+def interval_above(lo: float, threshold: float, what: str = "interval", of: str = "threshold") -> Verdict:
+    """PASS when the whole interval lies above ``threshold`` (its lower bound is > it)."""
+    if _nan(lo, threshold):
+        return None, f"{what}: no interval (empty set)"
+    return lo > threshold, f"{what} lower bound {_fmt(lo)} > {of} {_fmt(threshold)}"
+
+
+def interval_below(hi: float, threshold: float, what: str = "interval", of: str = "threshold") -> Verdict:
+    """PASS when the whole interval lies below ``threshold`` (its upper bound is < it)."""
+    if _nan(hi, threshold):
+        return None, f"{what}: no interval (empty set)"
+    return hi < threshold, f"{what} upper bound {_fmt(hi)} < {of} {_fmt(threshold)}"
+
+
+def interval_within(lo: float, hi: float, tol: float, what: str = "difference") -> Verdict:
+    """Equivalence: PASS when the whole interval of a difference lies inside [-tol, +tol]. A wide
+    interval that merely contains 0 does not pass (absence of evidence is not evidence)."""
+    if _nan(lo, hi):
+        return None, f"{what}: no interval (empty set)"
+    return (-tol <= lo and hi <= tol), f"{what} interval [{_fmt(lo)}, {_fmt(hi)}] inside ±{_fmt(tol)}"
+
+
+def intervals_descending(named: Sequence[tuple[str, float, float]]) -> Verdict:
+    """``[(name, lo, hi), ...]``: PASS when each interval lies wholly above the next one."""
+    if any(_nan(lo, hi) for _, lo, hi in named):
+        empty = [n for n, lo, hi in named if _nan(lo, hi)]
+        return None, f"no interval for {', '.join(empty)} (empty set)"
+    ok = all(a[1] > b[2] for a, b in zip(named, named[1:]))
+    return ok, " > ".join(f"{n} [{_fmt(lo)}, {_fmt(hi)}]" for n, lo, hi in named) + " (intervals must not overlap)"
+
+
+# --------------------------------------------------------------------------------------------------
+# Key-based factories for registrations
+# --------------------------------------------------------------------------------------------------
 def greater(a: str, b: str, margin: float = 0.0) -> Check:
-    """metrics[a] > metrics[b] + margin."""
-    return lambda m: (m[a] > m[b] + margin, f"{a}={_fmt(m[a])} vs {b}={_fmt(m[b])}"
-                      + (f" (+{margin})" if margin else ""))
-
-
-def at_least(a: str, b: str, tol: float = 0.0) -> Check:
-    """metrics[a] >= metrics[b] - tol."""
-    return lambda m: (m[a] >= m[b] - tol, f"{a}={_fmt(m[a])} vs {b}={_fmt(m[b])} (tolerance {tol})")
-
-
-def within(a: str, b: str, tol: float) -> Check:
-    """|metrics[a] - metrics[b]| <= tol."""
-    return lambda m: (abs(m[a] - m[b]) <= tol, f"|{a}-{b}| = {_fmt(abs(m[a] - m[b]))} (tolerance {tol})")
-
-
-def descending(keys: Sequence[str]) -> Check:
-    """metrics[k0] > metrics[k1] > ... (strictly)."""
-    def check(m):
-        vals = [m[k] for k in keys]
-        return all(x > y for x, y in zip(vals, vals[1:])), " > ".join(f"{k}={_fmt(m[k])}" for k in keys)
+    """metrics[a] > metrics[b] + margin, for effects far beyond any noise (a trained model vs chance
+    by 50 points); anything smaller compares intervals."""
+    def check(m, cfg=None):
+        if _nan(m[a], m[b]):
+            return None, f"{a} or {b} is nan"
+        return m[a] > m[b] + margin, f"{a}={_fmt(m[a])} vs {b}={_fmt(m[b])}" + (f" (+{margin})" if margin else "")
     return check
 
 
-def interval_above(lo_key: str, hi_key: str) -> Check:
-    """The lower bound of one interval lies above the upper bound of another."""
-    return lambda m: (m[lo_key] > m[hi_key], f"{lo_key}={_fmt(m[lo_key])} > {hi_key}={_fmt(m[hi_key])}")
-
+def lower_bound_above(lo_key: str, threshold_key: str) -> Check:
+    """The lower bound ``metrics[lo_key]`` lies above ``metrics[threshold_key]`` (a number or the
+    upper bound of another interval)."""
+    return lambda m, cfg=None: interval_above(m[lo_key], m[threshold_key], lo_key, threshold_key)
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
                  chunk_bytes: int = 64 << 20) -> tuple[float, float]:

@@ -177,7 +177,7 @@ def run_experiment(name: str, preset: str = "default", *, out_root: str | os.Pat
         import shutil
         shutil.rmtree(staging, ignore_errors=True)
         return {"metrics": metrics}
-    claims = [c.evaluate(metrics, preset) for c in exp.claims]
+    claims = [c.evaluate(metrics, preset, cfg) for c in exp.claims]
     record = {
         "experiment": exp.name, "title": exp.title, "source": exp.source, "preset": preset,
         "metrics": metrics, "reported": dict(exp.reported), "claims": claims,

@@ -107,17 +107,17 @@ REPORTED_56 = {"fca_concepts_t90": {"value": 6, "note": "counted from the thesis
 
 
 # --- claim checks ------------------------------------------------------------------------------
-def _within_margin(m):
+def _within_margin(m, cfg=None):
     ok = m["min_diff_top1_lo"] >= -m["margin"]
     return ok, (f"lowest 95% bootstrap lower bound of top-1(f_i o A_i) - top-1(f_i) over i = "
                 f"{m['min_diff_top1_lo']:.2f} (margin -{m['margin']:.1f}); worst point diff {m['min_diff_top1']:.2f}")
 
 
-def _diag_100(m):
+def _diag_100(m, cfg=None):
     return m["crmin_diag_max_dev"] < 1e-9, f"max |CR_min(f_i o A_i) - 100| = {m['crmin_diag_max_dev']:.2g}"
 
 
-def _ic_highest(m):
+def _ic_highest(m, cfg=None):
     return m["ic_nmi_gap_lo"] > 0, (f"IC-nMI A_S = {m['ic_nmi_A_S']:.3f} vs best fine-tuned {m['ic_nmi_best_ft']:.3f}; "
                                     f"95% bootstrap interval of the paired gap lower bound {m['ic_nmi_gap_lo']:.3f}")
 

@@ -43,19 +43,19 @@ def _f(m, k):
 # ------------------------------------------------------------------------------------------------
 # Claim checks (each says the numbers and the interval it used)
 # ------------------------------------------------------------------------------------------------
-def _polar_overrepresented(m):
+def _polar_overrepresented(m, cfg=None):
     return (m["polar_to_np_per_class_ratio"] > 10,
             f"per class: polar {_f(m, 'polar_share_per_class')} % vs NP mean {_f(m, 'np_share_per_class_mean')} % "
             f"(ratio {_f(m, 'polar_to_np_per_class_ratio')}; needs > 10)")
 
 
-def _hybrid_above_chance(m):
+def _hybrid_above_chance(m, cfg=None):
     return (m["acc_hybrid_NP_lo"] > m["chance_np_majority"],
             f"hybrid on NP {_f(m, 'acc_hybrid_NP')} % (95 % bootstrap low {_f(m, 'acc_hybrid_NP_lo')}) vs chance "
             f"{_f(m, 'chance_np_majority')} % (majority NP answer; uniform {_f(m, 'chance_np_uniform')} %)")
 
 
-def _baseline_not_below_ensemble(m):
+def _baseline_not_below_ensemble(m, cfg=None):
     return (m["gap_omega_minus_ensemble_hi"] >= 0,
             f"baseline {_f(m, 'acc_omega_all')} − ensemble {_f(m, 'ensemble_estimate')} = "
             f"{_f(m, 'gap_omega_minus_ensemble')} p.p., 95 % paired bootstrap "
@@ -64,7 +64,7 @@ def _baseline_not_below_ensemble(m):
 
 
 def _close(key):
-    def check(m):
+    def check(m, cfg=None):
         tol = m["close_tol"]
         lo, hi = m[f"gap_{key}_lo"], m[f"gap_{key}_hi"]
         return (-tol <= lo and hi <= tol,
@@ -73,34 +73,34 @@ def _close(key):
     return check
 
 
-def _p_close_and_baseline_not_worse(m):
+def _p_close_and_baseline_not_worse(m, cfg=None):
     ok_close, d = _close("P_minus_omega_on_P")(m)
     not_worse = m["gap_P_minus_omega_on_P_lo"] <= 0
     return (ok_close and not_worse,
             d + f"; baseline not worse on P: P-only − baseline interval low {_f(m, 'gap_P_minus_omega_on_P_lo')} ≤ 0")
 
 
-def _hybrid_well_below_np(m):
+def _hybrid_well_below_np(m, cfg=None):
     return (m["gap_hybrid_minus_NP_on_NP_hi"] < -m["well_below"],
             f"hybrid − NP-only on NP = {_f(m, 'gap_hybrid_minus_NP_on_NP')} p.p., 95 % paired bootstrap "
             f"[{_f(m, 'gap_hybrid_minus_NP_on_NP_lo')}, {_f(m, 'gap_hybrid_minus_NP_on_NP_hi')}] "
             f"(needs the whole interval below −{m['well_below']} p.p.)")
 
 
-def _brackets_ordered(m):
+def _brackets_ordered(m, cfg=None):
     vals = [m[f"acc_b{b}"] for b in (1, 2, 3)]
     ok = all(not math.isnan(v) for v in vals) and vals[0] > vals[1] > vals[2]
     return ok, " > ".join(f"b{b} {_f(m, f'acc_b{b}')} [{_f(m, f'acc_b{b}_lo')}, {_f(m, f'acc_b{b}_hi')}]"
                           for b in (1, 2, 3)) + " (point estimates; 95 % bootstrap intervals in brackets)"
 
 
-def _b1_above_b3(m):
+def _b1_above_b3(m, cfg=None):
     ok = m["acc_b1_lo"] > m["acc_b3_hi"]
     return ok, (f"b1 low {_f(m, 'acc_b1_lo')} > b3 high {_f(m, 'acc_b3_hi')} "
                 f"(95 % bootstrap intervals must not overlap)")
 
 
-def _matched_70(m):
+def _matched_70(m, cfg=None):
     return m["frac_np_matched"] > 70.0, f"{_f(m, 'frac_np_matched')} % of NP classes matched at least once"
 
 

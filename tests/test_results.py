@@ -79,8 +79,16 @@ def test_markdown_helpers():
 
 def test_claim_helpers():
     m = {"a": 3.0, "b": 2.0, "c": 1.0}
-    assert C.descending(["a", "b", "c"])(m)[0] and not C.descending(["c", "b"])(m)[0]
-    assert C.within("a", "b", 1.0)(m)[0] and not C.within("a", "c", 1.0)(m)[0]
+    # intervals, not point estimates: a wide interval around 0 is not "within", touching is not "above"
+    assert C.interval_within(-1.0, 1.0, 2.0)[0] and not C.interval_within(-9.0, 3.0, 2.0)[0]
+    assert not C.interval_above(2.0, 2.0)[0] and C.interval_above(2.01, 2.0)[0]
+    assert C.interval_below(1.0, 2.0)[0] and not C.interval_below(2.0, 2.0)[0]
+    assert C.intervals_descending([("b1", 40.0, 41.0), ("b2", 30.0, 39.9)])[0]
+    assert not C.intervals_descending([("b1", 40.0, 41.0), ("b2", 39.99, 40.01)])[0]   # 40.01 > 40.00 is no order
+    nan = float("nan")
+    assert C.interval_above(nan, 1.0)[0] is None and C.intervals_descending([("a", nan, nan), ("b", 0, 1)])[0] is None
+    assert Claim("x", lambda m, cfg: C.interval_above(m["a"], nan)).evaluate(m, "default")["status"] == "SKIP"
+    assert Claim("cfg seen", lambda m, cfg: (m["a"] > cfg, "")).evaluate(m, "default", 2.5)["status"] == "PASS"
     assert Claim("x", C.greater("a", "zz")).evaluate(m, "default")["status"] == "ERROR"
     lo, hi = C.binomial_ci(50, 100)
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.19, abs=0.01)
