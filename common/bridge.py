@@ -211,21 +211,43 @@ def jax_as_torch(fn: Callable, jit: bool = True) -> Callable:
 # --------------------------------------------------------------------------------------------------
 # JAX pytrees as safetensors
 # --------------------------------------------------------------------------------------------------
+# One tensor per array leaf, named by its key path joined with "/": dict keys as they are, sequence
+# positions as "#i", attributes (namedtuple fields such as optax's ``ScaleByAdamState.mu``) by name.
+# Structure without leaves (None, empty dicts, ``optax.EmptyState()``) and the container types are not
+# stored: they come back from the template given to ``load_pytree(..., like=)``. Without a template the
+# names are unflattened into nested dicts/lists, the format files had before key paths were used.
 _SEP = "/"
+_FORMAT = 2                    # metadata["pytree"]["format"]; files without it are the format-1 files
 
 
-def _flatten(tree, prefix=""):
-    out = {}
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            if _SEP in str(k):
-                raise ValueError(f"pytree key {k!r} contains '{_SEP}'")
-            out.update(_flatten(v, f"{prefix}{k}{_SEP}"))
-    elif isinstance(tree, (list, tuple)):
-        for i, v in enumerate(tree):
-            out.update(_flatten(v, f"{prefix}#{i}{_SEP}"))
+def _key_name(k) -> str:
+    import jax.tree_util as jtu
+    if isinstance(k, jtu.SequenceKey):
+        name = f"#{k.idx}"
+    elif isinstance(k, jtu.DictKey):
+        name = str(k.key)
+    elif isinstance(k, jtu.GetAttrKey):
+        name = k.name
+    elif isinstance(k, jtu.FlattenedIndexKey):
+        name = f"#{k.key}"
     else:
-        out[prefix[:-1]] = np.asarray(tree)
+        name = str(k)
+    if _SEP in name:
+        raise ValueError(f"pytree key {name!r} contains '{_SEP}'")
+    return name
+
+
+def _named_leaves(tree) -> list[tuple[str, str, Any]]:
+    """(stored name, keystr for messages, leaf) of every leaf, in ``tree_flatten`` order."""
+    import jax.tree_util as jtu
+    out, seen = [], {}
+    for path, leaf in jtu.tree_flatten_with_path(tree)[0]:
+        name = _SEP.join(_key_name(k) for k in path)
+        shown = jtu.keystr(path) or "<root>"
+        if name in seen:   # e.g. {0: a, "0": b}: two paths, one file name
+            raise ValueError(f"pytree paths {seen[name]} and {shown} would both be stored as {name!r}")
+        seen[name] = shown
+        out.append((name, shown, leaf))
     return out
 
 
@@ -241,28 +263,72 @@ def _unflatten(flat: Mapping[str, np.ndarray]):
     def fix(node):
         if not isinstance(node, dict):
             return node
-        if node and all(k.startswith("#") for k in node):
-            return [fix(node[f"#{i}"]) for i in range(len(node))]
+        if node and all(k.startswith("#") and k[1:].isdigit() for k in node):
+            # positions without array leaves (None, empty containers) were not stored: None there
+            return [fix(node[f"#{i}"]) if f"#{i}" in node else None
+                    for i in range(1 + max(int(k[1:]) for k in node))]
         return {k: fix(v) for k, v in node.items()}
     return fix(root)
 
 
 def save_pytree(tree, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
-    """Nested dicts / lists of arrays -> one safetensors file, written atomically.
-    ``metadata`` (JSON-able) is stored in the file's header."""
+    """Any JAX pytree of arrays -> one safetensors file, written atomically (no pickle).
+
+    Leaves are stored under their key-path names; the header keeps ``metadata`` (JSON-able) and, for
+    the check in ``load_pytree(like=)``, every leaf's key path, shape and dtype and the tree structure.
+    """
+    import jax
     from safetensors.numpy import save_file
     path = Path(path)
-    flat = {k: np.ascontiguousarray(v) for k, v in _flatten(tree).items()}
+    named = _named_leaves(tree)
+    # np.asarray(order="C"), not np.ascontiguousarray, which turns a 0-d leaf (optax's count) into shape (1,)
+    flat = {name: np.asarray(leaf, order="C") for name, _, leaf in named}
+    layout = {"format": _FORMAT, "treedef": str(jax.tree_util.tree_structure(tree)),
+              "leaves": [[name, shown, list(flat[name].shape), str(flat[name].dtype)] for name, shown, _ in named]}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(flat, str(tmp), metadata={"json": json.dumps(metadata or {})})
+    save_file(flat, str(tmp), metadata={"json": json.dumps(metadata or {}), "pytree": json.dumps(layout)})
     os.replace(tmp, path)
 
 
-def load_pytree(path: str | os.PathLike, as_jax: bool = True):
-    """The pytree saved by ``save_pytree`` (nested dicts/lists), as jax arrays (or numpy)."""
+def _leaf_shape_dtype(leaf) -> tuple[tuple, np.dtype]:
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):   # arrays, jax.ShapeDtypeStruct
+        return tuple(leaf.shape), np.dtype(leaf.dtype)
+    a = np.asarray(leaf)
+    return a.shape, a.dtype
+
+
+def load_pytree(path: str | os.PathLike, like=None, as_jax: bool = True):
+    """The pytree saved by ``save_pytree``, as jax arrays (or numpy with ``as_jax=False``).
+
+    ``like``: a template pytree (arrays or ``jax.ShapeDtypeStruct`` leaves, e.g. ``optax.adam(1e-3).init
+    (params)`` or ``jax.eval_shape`` of it). The file is restored into the template's exact structure:
+    namedtuples, tuples, int dict keys, empty dicts and None come back as they were. A file whose leaves
+    do not match the template's (key path, shape, dtype) raises ``ValueError`` naming the file and the
+    first mismatch. Without ``like`` the result is nested dicts/lists (dict keys as strings), which is
+    also how files written before key paths were stored load.
+    """
     from safetensors.numpy import load_file
     flat = load_file(str(path))
-    tree = _unflatten(flat)
+    if like is None:
+        tree = _unflatten(flat)
+    else:
+        import jax
+        named = _named_leaves(like)
+        leaves = []
+        for name, shown, leaf in named:
+            if name not in flat:
+                raise ValueError(f"{path}: the template's leaf {shown} (stored name {name!r}) is not in the file; "
+                                 f"the file holds {sorted(flat)[:8]}{' ...' if len(flat) > 8 else ''}")
+            shape, dtype = _leaf_shape_dtype(leaf)
+            got = flat[name]
+            if got.shape != shape or got.dtype != dtype:
+                raise ValueError(f"{path}: leaf {shown} is {got.dtype}{list(got.shape)} in the file, "
+                                 f"the template expects {dtype}{list(shape)}")
+            leaves.append(got)
+        extra = sorted(set(flat) - {name for name, _, _ in named})
+        if extra:
+            raise ValueError(f"{path}: the file holds {len(extra)} leaves the template lacks, first {extra[0]!r}")
+        tree = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), leaves)
     if as_jax:
         import jax
         import jax.numpy as jnp
@@ -271,6 +337,7 @@ def load_pytree(path: str | os.PathLike, as_jax: bool = True):
 
 
 def load_pytree_metadata(path: str | os.PathLike) -> dict:
+    """The ``metadata`` given to ``save_pytree``."""
     from safetensors import safe_open
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata() or {}

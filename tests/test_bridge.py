@@ -1,4 +1,6 @@
 """common/bridge.py: DLPack exchange, torch-in-JAX and JAX-in-torch gradients, pytree safetensors."""
+import json
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,99 @@ def test_pytree_safetensors_roundtrip(tmp_path):
     assert load_pytree_metadata(tmp_path / "t.safetensors") == {"step": 3}
     raw = (tmp_path / "t.safetensors").read_bytes()
     assert b"pickle" not in raw[:200]
+
+
+def _tree_equal(a, b):
+    """Same structure (container types, keys, None, empty dicts) and the same leaves, bit for bit."""
+    if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+        return False
+    return all(np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def test_pytree_restores_optax_adam_state_into_template(tmp_path):
+    optax = pytest.importorskip("optax")
+    params = {"enc": {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.zeros(3)}, "head": jnp.ones(4)}
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    state = opt.init(params)
+    # a few real updates so that count, mu and nu hold distinct values
+    for _ in range(3):
+        grads = jax.tree_util.tree_map(lambda p: jnp.sin(p) + 0.1, params)
+        upd, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, upd)
+    save_pytree(state, tmp_path / "opt.safetensors")
+    back = load_pytree(tmp_path / "opt.safetensors", like=opt.init(params))
+    assert _tree_equal(back, state)
+    assert isinstance(back[0], optax.EmptyState) and type(back[1][0]).__name__ == "ScaleByAdamState"
+    assert int(back[1][0].count) == 3 and back[1][0].count.dtype == jnp.int32
+    # the restored state drives the optimiser exactly like the original
+    g = jax.tree_util.tree_map(jnp.cos, params)
+    u1, _ = opt.update(g, state, params)
+    u2, _ = opt.update(g, back, params)
+    assert _tree_equal(u1, u2)
+    # a template of shapes only (jax.eval_shape) is enough
+    shapes = jax.eval_shape(opt.init, params)
+    assert _tree_equal(load_pytree(tmp_path / "opt.safetensors", like=shapes), state)
+
+
+def test_pytree_restores_flax_variables(tmp_path):
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool):
+            x = nn.Dense(4)(x)
+            x = nn.BatchNorm(use_running_average=not train)(x)
+            return nn.Dense(2)(nn.relu(x))
+
+    net = Net()
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32))
+    variables = net.init(jax.random.PRNGKey(0), x, train=False)
+    _, upd = net.apply(variables, x, train=True, mutable=["batch_stats"])
+    variables = {"params": variables["params"], "batch_stats": upd["batch_stats"]}
+    save_pytree(variables, tmp_path / "v.safetensors")
+    back = load_pytree(tmp_path / "v.safetensors", like=net.init(jax.random.PRNGKey(1), x, train=False))
+    assert _tree_equal(back, variables)
+    np.testing.assert_array_equal(np.asarray(net.apply(back, x, train=False)),
+                                  np.asarray(net.apply(variables, x, train=False)))
+
+
+def test_pytree_tuple_int_keys_empty_dict_and_none(tmp_path):
+    tree = {"pair": (np.float32(1.5) * np.ones(2, np.float32), np.arange(3, dtype=np.int32)),
+            "by_class": {0: np.zeros((1, 2), np.float32), 7: np.full((2,), 3.0, np.float32)},
+            "empty": {}, "nothing": None, "nested": [None, {"x": np.ones((), np.float32)}, ()]}
+    save_pytree(tree, tmp_path / "t.safetensors", metadata={"step": 1})
+    back = load_pytree(tmp_path / "t.safetensors", like=tree, as_jax=False)
+    assert _tree_equal(back, tree)
+    assert isinstance(back["pair"], tuple) and set(back["by_class"]) == {0, 7}
+    assert back["empty"] == {} and back["nothing"] is None and back["nested"][0] is None and back["nested"][2] == ()
+    assert load_pytree_metadata(tmp_path / "t.safetensors") == {"step": 1}
+    # without a template: nested dicts/lists, keys as strings (the format-1 reading)
+    plain = load_pytree(tmp_path / "t.safetensors", as_jax=False)
+    assert isinstance(plain["pair"], list) and float(plain["by_class"]["7"][1]) == 3.0
+
+
+def test_pytree_template_mismatch_names_file_and_key(tmp_path):
+    f = tmp_path / "m.safetensors"
+    save_pytree({"a": np.zeros((2, 3), np.float32), "b": {"c": np.zeros(4, np.float32)}}, f)
+    with pytest.raises(ValueError, match=r"m\.safetensors.*\['b'\]\['c'\].*float32\[4\].*float32\[5\]"):
+        load_pytree(f, like={"a": np.zeros((2, 3), np.float32), "b": {"c": np.zeros(5, np.float32)}})
+    with pytest.raises(ValueError, match=r"m\.safetensors.*\['b'\]\['d'\].*not in the file"):
+        load_pytree(f, like={"a": np.zeros((2, 3), np.float32), "b": {"d": np.zeros(4, np.float32)}})
+    with pytest.raises(ValueError, match=r"m\.safetensors.*1 leaves the template lacks.*'b/c'"):
+        load_pytree(f, like={"a": np.zeros((2, 3), np.float32)})
+    with pytest.raises(ValueError, match=r"\[.a.\] is float32\[2, 3\] in the file.*expects int32\[2, 3\]"):
+        load_pytree(f, like={"a": np.zeros((2, 3), np.int32), "b": {"c": np.zeros(4, np.float32)}})
+
+
+def test_pytree_format1_file_still_loads(tmp_path):
+    """A file as the first format wrote it: '/'-joined names, '#i' list positions, metadata 'json' only."""
+    from safetensors.numpy import save_file
+    f = tmp_path / "old.safetensors"
+    save_file({"params/enc/w": np.ones((2, 3), np.float32), "moms/#0": np.zeros(2, np.float32),
+               "moms/#1/x": np.full((1,), 7.0, np.float32)}, str(f), metadata={"json": json.dumps({"step": 3})})
+    back = load_pytree(f)
+    assert isinstance(back["moms"], list) and float(back["moms"][1]["x"][0]) == 7.0
+    assert back["params"]["enc"]["w"].shape == (2, 3) and load_pytree_metadata(f) == {"step": 3}
+    like = {"params": {"enc": {"w": jnp.zeros((2, 3))}}, "moms": [jnp.zeros(2), {"x": jnp.zeros(1)}]}
+    assert _tree_equal(load_pytree(f, like=like), back)
