@@ -3,17 +3,67 @@
 A preset is a dict of overrides on the dataclass defaults, never a copy of the config.
 Keys are dotted paths into nested dataclasses (``"train.epochs": 3``). Unknown keys raise
 ``ConfigError``, which the CLI turns into one clear line and exit code 2.
+
+Fields declare their valid values where they are defined, with ``param``::
+
+    epochs: int = param(5, ge=1)
+    lr: float = param(1e-3, gt=0)
+    optimizer: str = param("adam", choices=("sgd", "adam"))
+
+``validate(cfg)`` checks every field (non-finite floats are always refused) and is called when a
+run's config is resolved, before anything is trained or written. A field set by the run itself
+(``param(0, run_level="--seed")``) cannot be overridden with ``--set``: the error points to the flag.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from typing import Any, Mapping
+import math
+from typing import Any, Mapping, Sequence
 
 
 class ConfigError(ValueError):
     """A config key or value that does not fit the experiment's config dataclass."""
+
+
+def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+          lt: float | None = None, choices: Sequence[Any] | None = None, run_level: str | None = None):
+    """A dataclass field with its valid range (bounds inclusive with ge/le, exclusive with gt/lt),
+    or its allowed ``choices``; ``run_level`` names the CLI flag that sets it instead of ``--set``."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=tuple(choices) if choices else None,
+                                  run_level=run_level).items() if v is not None}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _range_text(meta: Mapping[str, Any]) -> str:
+    if "choices" in meta:
+        return "one of " + ", ".join(map(str, meta["choices"]))
+    lo = f"{'>=' if 'ge' in meta else '>'} {meta.get('ge', meta.get('gt'))}" if ("ge" in meta or "gt" in meta) else ""
+    hi = f"{'<=' if 'le' in meta else '<'} {meta.get('le', meta.get('lt'))}" if ("le" in meta or "lt" in meta) else ""
+    return " and ".join(t for t in (lo, hi) if t) or "a finite number"
+
+
+def _bad(value: Any, meta: Mapping[str, Any]) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return True
+    if "choices" in meta:
+        return value not in meta["choices"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (("ge" in meta and not value >= meta["ge"]) or ("gt" in meta and not value > meta["gt"])
+            or ("le" in meta and not value <= meta["le"]) or ("lt" in meta and not value < meta["lt"]))
+
+
+def validate(cfg: Any, prefix: str = "") -> Any:
+    """Raise ConfigError (key, value, valid range) at the first field outside its declared range."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+        elif _bad(value, f.metadata):
+            raise ConfigError(f"config key '{key}' = {value!r} is invalid: must be {_range_text(f.metadata)}")
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict:
@@ -80,6 +130,9 @@ def _replace_path(node: Any, parts: list[str], value: Any, full_key: str) -> Any
         raise ConfigError(
             f"unknown config key '{full_key}' (known at this level: {', '.join(sorted(names))})")
     current = getattr(node, head)
+    flag = next(f for f in dataclasses.fields(node) if f.name == head).metadata.get("run_level")
+    if flag:
+        raise ConfigError(f"config key '{full_key}' is set by the run: use {flag} instead of --set")
     if len(parts) == 1:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
@@ -106,21 +159,21 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
 @dataclasses.dataclass
 class TrainConfig:
     """Settings of common.trainer.fit; here (not in trainer.py) so that registrations need no torch."""
-    epochs: int = 5
-    batch_size: int = 128               # global batch (split across DDP ranks)
-    lr: float = 1e-3
-    optimizer: str = "adam"             # sgd | adam | adamw | adamax
-    momentum: float = 0.9               # sgd only
-    weight_decay: float = 0.0
-    schedule: str = "constant"          # constant | cosine | onecycle
-    warmup_frac: float = 0.0            # onecycle: fraction of steps to the peak
-    ckpt_every: int = 200               # steps between checkpoints (and one at the end)
-    log_every: int = 20
-    device: str = "auto"                # auto | cpu | cuda | cuda:N
-    amp: str = "auto"                   # auto (bf16 on CUDA) | bf16 | off
-    channels_last: str = "auto"         # auto (on CUDA) | on | off
+    epochs: int = param(5, ge=1)
+    batch_size: int = param(128, ge=1)      # global batch (split across DDP ranks)
+    lr: float = param(1e-3, gt=0)
+    optimizer: str = param("adam", choices=("sgd", "adam", "adamw", "adamax"))
+    momentum: float = param(0.9, ge=0, lt=1)   # sgd only
+    weight_decay: float = param(0.0, ge=0)
+    schedule: str = param("constant", choices=("constant", "cosine", "onecycle"))
+    warmup_frac: float = param(0.0, ge=0, le=1)   # onecycle: fraction of steps to the peak
+    ckpt_every: int = param(200, ge=1)      # steps between checkpoints (and one at the end)
+    log_every: int = param(20, ge=1)
+    device: str = param("auto", run_level="--device")   # auto | cpu | cuda | cuda:N, from the run
+    amp: str = param("auto", choices=("auto", "bf16", "off"))        # auto: bf16 on CUDA
+    channels_last: str = param("auto", choices=("auto", "on", "off"))  # auto: on CUDA
     compile: bool = False
-    seed: int = 0
-    grad_clip: float = 0.0              # 0 = off
+    seed: int = param(0, ge=0, run_level="--seed")   # the run's seed (RunContext.train_config)
+    grad_clip: float = param(0.0, ge=0)     # 0 = off
     progress: bool = True
-    num_workers: int = 4                # DataLoader workers (a torch Dataset only; 0 after JAX started)
+    num_workers: int = param(4, ge=0)       # DataLoader workers (a torch Dataset only; 0 after JAX started)

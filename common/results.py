@@ -2,11 +2,13 @@
 
 Layout of an output root (``results/`` by default)::
 
-    results/<experiment>/<preset>/result.json      metrics + claims + provenance
+    results/<experiment>/<preset>/result.json      metrics (mean over seeds, per seed) + claims + provenance
     results/<experiment>/<preset>/tables.md        measured beside reported, plus the experiment's tables
-    results/<experiment>/<preset>/*.png            figures
+    results/<experiment>/<preset>/seed-<n>/*.png   figures of each training seed
+    results/<experiment>/<preset>+set-<hash>/      a run with --set overrides (never the canonical one)
     results/<experiment>/.archive/<preset>-<ts>/   earlier good runs (never overwritten)
     results/<experiment>/<preset>.failed-<ts>/     a run that died (its error.txt); the good one stays
+    results/<experiment>/<preset>.partial-<ts>-<host>-<pid>/   a run in progress (its staging folder)
     results/_work/...                              trainer checkpoints (resume, reuse across experiments)
     results/REPORT.md                              every table, figure and claim check
 """
@@ -86,9 +88,20 @@ def library_versions() -> dict:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (other CPU kernels give other floats for the same seed)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description(device: str) -> dict:
     info = {"requested": device, "platform": platform.platform(), "host": socket.gethostname(),
-            "cpu_count": os.cpu_count()}
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count()}
     try:
         import torch
         info["torch_threads"] = torch.get_num_threads()
@@ -126,28 +139,56 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits
     return "\n".join(lines)
 
 
-def reported_vs_measured(metrics: Mapping[str, Any], reported: Mapping[str, Any]) -> str:
+def reported_vs_measured(metrics: Mapping[str, Any], reported: Mapping[str, Any], std: Mapping[str, Any] | None = None,
+                         same_data: bool = False, measured_on: str = "", reported_on: str = "") -> str:
     """One row per reported number: the metric measured here beside the thesis' value.
 
     A reported entry is a number, or ``{"value": x, "note": "..."}`` (misprints stay as printed,
-    with the note saying so).
+    with the note saying so). A difference is shown only when ``same_data`` (the run measured what
+    the thesis measured: the paper preset on the thesis' data); otherwise the two numbers stand side
+    by side, each labelled with its data set. ``std``: spread over training seeds ("mean ± std").
     """
+    std = std or {}
     rows = []
     for key, rep in reported.items():
         note = ""
         if isinstance(rep, Mapping):
             rep, note = rep.get("value"), rep.get("note", "")
         meas = metrics.get(key)
-        diff = (meas - rep) if isinstance(meas, (int, float)) and isinstance(rep, (int, float)) else None
-        rows.append([key, meas, rep, diff, note])
-    return markdown_table(["metric", "measured (this run)", "reported (thesis)", "difference", "note"], rows)
+        shown = f"{fmt_value(meas)} ± {fmt_value(std[key])}" if key in std and isinstance(meas, float) else meas
+        row = [key, shown, rep]
+        if same_data:
+            row.append((meas - rep) if isinstance(meas, (int, float)) and isinstance(rep, (int, float)) else None)
+        rows.append(row + [note])
+    m_head = "measured (this run" + (f", {measured_on}" if measured_on else "") + (", mean ± std over seeds" if std else "") + ")"
+    r_head = "reported (thesis" + (f", {reported_on}" if reported_on else "") + ")"
+    return markdown_table(["metric", m_head, r_head] + (["difference"] if same_data else []) + ["note"], rows)
 
 
 # --------------------------------------------------------------------------------------------------
 # Final placement: the good result is never overwritten
 # --------------------------------------------------------------------------------------------------
+def staging_dir(final: Path) -> Path:
+    """Where a run writes before its result is promoted: named by time, host and pid, so that a
+    second host sharing ``results/`` can tell a live run of another machine from a dead one of its own."""
+    return final.with_name(f"{final.name}.partial-{utc_stamp()}-{socket.gethostname()}-{os.getpid()}")
+
+
+def _parse_staging(p: Path) -> tuple[str, str, str, int] | None:
+    """(final name, stamp, host, pid) of a staging folder, or None."""
+    try:
+        final, rest = p.name.split(".partial-", 1)
+        stamp, rest = rest.split("-", 1)
+        host, pid = rest.rsplit("-", 1)
+        return final, stamp, host, int(pid)
+    except ValueError:
+        return None
+
+
 def promote(staging: Path, final: Path) -> None:
-    """Move a finished staging folder into place; an existing result goes to ``.archive/`` first."""
+    """Move a finished staging folder (``result.json`` written last) into place; an existing result
+    goes to ``.archive/`` first. A kill at any point leaves either the old result in place or the
+    staging folder complete, and ``recover_staging`` finishes the move on the next run."""
     if final.exists():
         old = {}
         try:
@@ -163,21 +204,59 @@ def promote(staging: Path, final: Path) -> None:
     os.replace(staging, final)
 
 
-def mark_failed(staging: Path, final: Path, error: str) -> Path:
-    """Keep a failed run's folder beside the good one, with the error; the good one is untouched."""
-    (staging / "error.txt").write_text(error)
+def mark_failed(staging: Path, final: Path, error: str) -> Path | None:
+    """Keep a failed run's folder beside the good one, with the error; the good one is untouched.
+    When even error.txt cannot be written (disk full), say so on stderr and return None."""
     failed = final.with_name(f"{final.name}.failed-{utc_stamp()}")
-    os.replace(staging, failed)
+    try:
+        (staging / "error.txt").write_text(error)
+        os.replace(staging, failed)
+    except OSError as e:
+        print(f"error: could not write {staging / 'error.txt'} ({e.strerror or e}); the traceback follows here "
+              f"and the previous result in {final} is untouched\n{error}", file=sys.stderr)
+        return None
     return failed
 
 
-def clean_stale(out_root: Path) -> None:
-    """Remove staging folders of runs that were killed (their process no longer exists)."""
-    for p in out_root.glob("*/*.partial-*"):
-        try:
-            pid = int(p.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError):
+def recover_staging(out_root: Path) -> None:
+    """Finish what killed runs of this host left: a complete staging folder (``result.json``) is
+    promoted (oldest first, so the newest ends in place and nothing is lost); an incomplete one is
+    removed. Staging folders of live processes, and of other hosts sharing ``results/``, are left alone."""
+    here = socket.gethostname()
+    found = []
+    for p in Path(out_root).glob("*/*.partial-*"):
+        parsed = _parse_staging(p)
+        if parsed is None:
+            continue
+        final_name, stamp, host, pid = parsed
+        if host != here or _alive(pid):
+            continue
+        found.append((stamp, p, p.parent / final_name))
+    for stamp, p, final in sorted(found):
+        if not (p / "result.json").exists():
             shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            pass
+        elif final.exists() and _started(final) > _started(p):   # a newer result is already in place
+            archive = final.parent / ".archive" / f"{final.name}-{_started(p)}"
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, archive if not archive.exists() else archive.with_name(archive.name + f"-{os.getpid()}"))
+        else:
+            promote(p, final)
+
+
+def _started(folder: Path) -> str:
+    try:
+        return json.loads((folder / "result.json").read_text())["provenance"]["started_utc"]
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -2,12 +2,15 @@
 
     python -m common.run --list
     python -m common.run <experiment> --preset {smoke,default,paper} [--data-root D] [--out D]
-                                      [--seed N] [--device D] [--set key=value ...]
+                                      [--seeds 0,1,2] [--jobs N] [--device D] [--set key=value ...]
     python -m common.run --all --preset default        # every experiment, then REPORT.md
     python -m common.run --report --preset default     # only rebuild REPORT.md
+    python -m common.run --readme-tables               # rewrite the chapter READMEs' results blocks
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=8 -m common.run <experiment> --preset paper``.
-Bad names, presets or config keys: one line on stderr, exit code 2.
+Bad names, presets, config keys or values: one line on stderr, exit code 2, before any work.
+A failed run: one message naming the file and the fix, exit code 1 (the traceback is in the failed
+run's error.txt; ``--debug`` prints it here too). Ctrl-C: exit code 130, and a rerun resumes.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import sys
 import time
 
 from common.config import ConfigError, parse_set_args
-from common.experiment import PRESETS, discover, get, run_experiment, write_report
+from common.experiment import (PRESETS, ExperimentFailed, discover, get, run_experiments, select,
+                               write_report)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,22 +30,56 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed list {text!r} (e.g. 0,1,2)") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct integers >= 0, got {text!r}")
+    return seeds
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _positive(text: str) -> int:
+    v = _non_negative(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m common.run", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", nargs="?", help="registered name, e.g. vqa.tab4_1 (see --list)")
     p.add_argument("--list", action="store_true", help="list experiments and exit")
     p.add_argument("--all", action="store_true", help="run every experiment at the preset, then the report")
-    p.add_argument("--only", default="", help="with --all: comma-separated name prefixes to run")
+    p.add_argument("--only", default="", help="with --all: comma-separated experiment names or chapters")
     p.add_argument("--report", action="store_true", help="rebuild results/REPORT.md and exit")
+    p.add_argument("--readme-tables", action="store_true",
+                   help="rewrite the results blocks of the chapter READMEs from results/ and exit")
     p.add_argument("--preset", default="default", help="smoke | default | paper")
     p.add_argument("--data-root", default=None, help="root of real datasets (else $ICV_DATA_ROOT)")
     p.add_argument("--out", default="results", help="output root (default: results)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads for the run (default 1; 0 = torch's default)")
+    p.add_argument("--seed", type=_non_negative, default=None, help="run this one training seed")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="training seeds, e.g. 0,1,2 (default: the preset's: 3 at default, 1 at smoke/paper)")
+    p.add_argument("--jobs", type=_positive, default=max(1, min(2, os.cpu_count() or 1)),
+                   help="parallel processes over (chapter, seed) lanes (default: up to 2)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (torch and JAX alike)")
+    p.add_argument("--threads", type=_non_negative, default=1,
+                   help="torch CPU threads per process (default 1; 0 = torch's default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (dotted keys), repeatable")
+                   help="override a config value (dotted keys), repeatable; written to <preset>+set-<hash>/")
+    p.add_argument("--debug", action="store_true", help="print tracebacks on the terminal too")
     return p
 
 
@@ -50,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.preset not in PRESETS:
             raise ConfigError(f"unknown preset '{args.preset}' (choose from {', '.join(PRESETS)})")
+        if args.seed is not None and args.seeds is not None:
+            raise ConfigError("give --seed or --seeds, not both")
+        seeds = [args.seed] if args.seed is not None else args.seeds
         overrides = parse_set_args(args.set)
         if args.list:
             for name, exp in discover().items():
@@ -58,55 +99,68 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             print(write_report(args.out, args.preset))
             return 0
+        if args.readme_tables:
+            from common.readme_tables import update_readmes
+            for path in update_readmes(args.out):
+                print(f"updated {path}")
+            return 0
         if args.all:
-            return _run_all(args, overrides)
-        if not args.experiment:
+            names = select(list(discover()), [s.strip() for s in args.only.split(",") if s.strip()])
+        elif args.experiment:
+            names = [get(args.experiment).name]
+        else:
             raise ConfigError("name an experiment, or use --list / --all / --report")
-        exp = get(args.experiment)
-        exp.resolve_config(args.preset, overrides)  # validate before any work starts
+        return _run(names, seeds, overrides, args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    record = run_experiment(args.experiment, args.preset, out_root=args.out, data_root=args.data_root,
-                            seed=args.seed, device=args.device, overrides=overrides, threads=args.threads)
-    if int(os.environ.get("RANK", 0)) == 0:
-        _print_summary(record, args)
-    return 0
+    except KeyboardInterrupt as e:
+        msg = str(e) or "no checkpoint message; rerun the same command: finished stages load, the others resume"
+        print(f"\ninterrupted: {msg}", file=sys.stderr)
+        return 130
 
 
-def _print_summary(record, args) -> None:
-    print(f"\n== {record['experiment']} ({args.preset}) in {record['provenance']['wall_time_s']:.1f} s "
-          f"-> {os.path.join(args.out, record['experiment'], args.preset)}")
-    for k, v in record["metrics"].items():
-        if isinstance(v, (int, float)):
-            print(f"   {k:40s} {v:.4g}")
-    for c in record["claims"]:
-        print(f"   [{c['status']}] {c['claim']}: {c['detail']}")
-
-
-def _run_all(args, overrides) -> int:
-    names = list(discover())
-    if args.only:
-        prefixes = tuple(s.strip() for s in args.only.split(",") if s.strip())
-        names = [n for n in names if n.startswith(prefixes)]
-    failures = []
+def _run(names, seeds, overrides, args) -> int:
     t0 = time.time()
-    for i, name in enumerate(names, 1):
-        print(f"\n[{i}/{len(names)}] {name} --preset {args.preset}", flush=True)
-        try:
-            record = run_experiment(name, args.preset, out_root=args.out, data_root=args.data_root,
-                                    seed=args.seed, device=args.device, overrides=overrides,
-                                    threads=args.threads)
-            _print_summary(record, args)
-        except Exception as e:  # keep going: one failure must not cost the other results
+    rank = int(os.environ.get("RANK", 0))
+    failures = []
+
+    def done(name, outcome):
+        if isinstance(outcome, ExperimentFailed):
             failures.append(name)
-            print(f"[{name}] FAILED: {type(e).__name__}: {e}", file=sys.stderr)
-    report = write_report(args.out, args.preset)
-    print(f"\nreport: {report}  ({time.time() - t0:.0f} s; {len(names) - len(failures)}/{len(names)} ok)")
+            print(f"error: {outcome}", file=sys.stderr)
+            if args.debug and outcome.failed_dir and (outcome.failed_dir / "error.txt").exists():
+                print((outcome.failed_dir / "error.txt").read_text(), file=sys.stderr)
+        elif rank == 0:
+            _print_summary(outcome, args)
+
+    if len(names) > 1:
+        print(f"running {len(names)} experiments at preset {args.preset} "
+              f"({'seeds ' + ','.join(map(str, seeds)) if seeds else 'preset seeds'}, {args.jobs} job(s))", flush=True)
+    run_experiments(names, args.preset, out_root=args.out, data_root=args.data_root, seeds=seeds, jobs=args.jobs,
+                    device=args.device, overrides=overrides, threads=args.threads, on_done=done)
+    if args.all and rank == 0:
+        report = write_report(args.out, args.preset)
+        print(f"\nreport: {report}  ({time.time() - t0:.0f} s; {len(names) - len(failures)}/{len(names)} ok)")
     if failures:
         print(f"failed: {', '.join(failures)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_summary(record, args) -> None:
+    prov = record["provenance"]
+    std = record.get("metrics_std") or {}
+    print(f"\n== {record['experiment']} ({args.preset}, seeds {','.join(map(str, prov['seeds']))}) in "
+          f"{prov['wall_time_s']:.1f} s -> {os.path.join(args.out, record['experiment'], args.preset)}")
+    for st in next(iter(prov.get("stages", {}).values()), []):
+        print(f"   stage {st['stage']}: {st['status']}" + (f" (step {st['step']})" if st.get("step") else "")
+              + f" in {st['folder']}")
+    for k, v in record["metrics"].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            print(f"   {k:40s} {v:.4g}" + (f" ± {std[k]:.2g}" if k in std else ""))
+    for c in record["claims"]:
+        print(f"   [{c['status']}] {c['claim']}: {c['detail']}")
 
 
 if __name__ == "__main__":

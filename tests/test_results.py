@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -17,13 +18,14 @@ class ToyConfig:
 
 def toy(cfg, ctx):
     from common.plotting import plt
-    if cfg.fail:
+    if cfg.fail or os.environ.get("TOY_PLANTED_FAILURE"):   # a failure of the canonical run, no overrides
         raise RuntimeError("planned failure")
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, cfg.value])
     ctx.savefig(fig, "line", "a line")
     ctx.table("Toy", ["a", "b"], [[1, cfg.value]])
-    return {"acc": cfg.value * 100, "chance": 50.0}
+    import torch
+    return {"acc": cfg.value * 100, "chance": 50.0, "threads_seen": torch.get_num_threads()}
 
 
 register(Experiment(name="toy.exp", target="tests.test_results:toy", config=ToyConfig, title="toy",
@@ -45,36 +47,60 @@ def test_result_record_has_provenance_and_tables(tmp_path):
     assert on_disk["metrics"]["acc"] == pytest.approx(70.0)
     assert [c["status"] for c in rec["claims"]] == ["PASS", "SKIP"]
     md = (d / "tables.md").read_text()
-    assert "| acc | 70.00 | 71.00 | -1.00 |" in md and "as printed" in md and "line.png" in md
-    assert (d / "line.png").stat().st_size > 1000
+    # default preset, embedded data: the thesis' number beside ours, no "difference" column
+    assert "| acc | 70.00 | 71.00 |  |" in md and "difference" not in md and "as printed" in md
+    assert "seed-5/line.png" in md and (d / "seed-5" / "line.png").stat().st_size > 1000
 
 
-def test_failed_run_keeps_previous_result(tmp_path):
-    run_experiment("toy.exp", "default", out_root=tmp_path)
+def test_failed_run_keeps_previous_result(tmp_path, monkeypatch):
+    run_experiment("toy.exp", "default", out_root=tmp_path, seed=0)
     good = (tmp_path / "toy.exp" / "default" / "result.json").read_text()
+    # a failing run of the canonical folder (the failure planted through the config class itself)
+    monkeypatch.setenv("TOY_PLANTED_FAILURE", "1")
     with pytest.raises(RuntimeError, match="planned failure"):
-        run_experiment("toy.exp", "default", out_root=tmp_path, overrides={"fail": True})
+        run_experiment("toy.exp", "default", out_root=tmp_path, seed=0)
+    monkeypatch.delenv("TOY_PLANTED_FAILURE")
     assert (tmp_path / "toy.exp" / "default" / "result.json").read_text() == good
     failed = list((tmp_path / "toy.exp").glob("default.failed-*"))
     assert len(failed) == 1 and "planned failure" in (failed[0] / "error.txt").read_text()
     # a second good run replaces the current one and archives the first, never deletes it
-    run_experiment("toy.exp", "default", out_root=tmp_path, overrides={"value": 0.8})
+    run_experiment("toy.exp", "default", out_root=tmp_path, seed=1)
     archived = list((tmp_path / "toy.exp" / ".archive").glob("default-*/result.json"))
     assert len(archived) == 1 and archived[0].read_text() == good
     assert not list((tmp_path / "toy.exp").glob("default.partial-*"))
 
 
+def test_override_run_never_displaces_the_canonical_result(tmp_path):
+    run_experiment("toy.exp", "default", out_root=tmp_path, seed=0)
+    good = (tmp_path / "toy.exp" / "default" / "result.json").read_text()
+    rec = run_experiment("toy.exp", "default", out_root=tmp_path, seed=0, overrides={"value": 0.1})
+    assert (tmp_path / "toy.exp" / "default" / "result.json").read_text() == good
+    tweaked = list((tmp_path / "toy.exp").glob("default+set-*/result.json"))
+    assert len(tweaked) == 1 and rec["provenance"]["overrides"] == {"value": 0.1}
+    assert "Not the preset's canonical run" in (tweaked[0].parent / "tables.md").read_text()
+    assert "acc | 10.00" not in write_report(tmp_path, "default").read_text()   # REPORT: canonical only
+
+
 def test_report_gathers_tables_and_claims(tmp_path):
     run_experiment("toy.exp", "default", out_root=tmp_path)
     report = write_report(tmp_path, "default").read_text()
-    assert "toy.exp" in report and "PASS" in report and "toy.exp/default/line.png" in report
+    assert "toy.exp" in report and "PASS" in report and "toy.exp/default/seed-0/line.png" in report
+    assert "Metrics over 3 training seeds" in report and "passes on 3/3 training seeds" in report
     assert "1 PASS, 1 SKIP" in report
 
 
 def test_markdown_helpers():
     assert markdown_table(["a", "b"], [[1, 0.5], ["x", None]]) == "| a | b |\n|---|---|\n| 1 | 0.50 |\n| x | - |"
-    md = reported_vs_measured({"m": 2.0}, {"m": 3.0, "missing": 1.0})
+    md = reported_vs_measured({"m": 2.0}, {"m": 3.0, "missing": 1.0}, same_data=True)
     assert "| m | 2.00 | 3.00 | -1.00 |" in md and "| missing | - | 1.00 | - |" in md
+
+
+def test_difference_only_where_the_run_measured_what_the_thesis_measured():
+    md = reported_vs_measured({"m": 2.0}, {"m": 3.0}, same_data=False, measured_on="mnist5k/test",
+                              reported_on="ImageNet val")
+    assert "difference" not in md and "mnist5k/test" in md and "ImageNet val" in md
+    assert "| m | 2.00 | 3.00 | -1.00 |" in reported_vs_measured({"m": 2.0}, {"m": 3.0}, same_data=True)
+    assert "2.00 ± 0.50" in reported_vs_measured({"m": 2.0}, {"m": 3.0}, {"m": 0.5})
 
 
 def test_claim_helpers():
@@ -100,5 +126,8 @@ def test_claim_helpers():
 def test_threads_are_set_for_the_run_and_restored(tmp_path):
     import torch
     before = torch.get_num_threads()
-    rec = run_experiment("toy.exp", "default", out_root=tmp_path, threads=1)
-    assert rec["provenance"]["device"]["threads"] == 1 and torch.get_num_threads() == before
+    want = before + 1        # differs from the process' setting, so an echo of the argument cannot pass
+    rec = run_experiment("toy.exp", "default", out_root=tmp_path, threads=want, seed=0)
+    assert rec["metrics"]["threads_seen"] == want                      # the function ran with them
+    assert rec["provenance"]["device"]["torch_threads"] == want        # and provenance says so
+    assert torch.get_num_threads() == before                           # restored afterwards
