@@ -9,12 +9,19 @@
 - ``vqa_accuracy(pred, answers)``: the score of one prediction (0 when no human gave it).
 - ``Tokenizer``: lower-case word tokens, a vocabulary from the training questions, index 0 = pad,
   1 = unknown.
-- The ``vqa2`` dataset (registered in common.data's registry): VQA 2.0 questions + annotations
-  (official JSON files) and precomputed bottom-up features (36 x 2048 per image) under the data root.
+- ``VQAData`` (questions, answers, images) and the two VQA datasets, registered here with
+  ``@register_dataset`` and declared in pyproject.toml's ``icv.datasets`` entry points, so
+  ``common.data.load_dataset("easyvqa")`` imports this module on first use:
+  - ``easyvqa``: pip easy-vqa's files (embedded; fingerprint = sha256 of the files' bytes);
+  - ``vqa2``: VQA 2.0 questions + annotations (official JSON files) and precomputed bottom-up
+    features (36 x 2048 per image) under the data root.
+  A malformed file raises ``common.errors.DataError`` naming it.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import re
 from collections import Counter
@@ -23,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.data import DatasetMissingError, VQAData, register_dataset
+from common.data import DatasetMissingError, data_error, fingerprint_files, package_dir, register_dataset
 
 POLAR_ANSWERS = ("yes", "no")
 
@@ -152,14 +159,111 @@ class Tokenizer:
 
 
 # ------------------------------------------------------------------------------------------------
-# VQA 2.0 under the data root
+# Datasets
 # ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class VQAData:
+    """Questions with their answers and the image each one is about.
+
+    ``images[image_index[i]]`` is the image of question i. ``all_answers`` holds the ten human
+    answers per question where the dataset has them (VQA 2.0); easy-VQA has one answer each.
+    """
+    name: str
+    split: str
+    questions: list[str]
+    answers: list[str]
+    image_index: np.ndarray
+    images: np.ndarray | None
+    answer_vocab: list[str]
+    source: str
+    all_answers: list[list[str]] | None = None
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "split": self.split, "n_questions": len(self),
+                "n_images": None if self.images is None else int(len(self.images)),
+                "answers": len(self.answer_vocab), "source": self.source, "fingerprint": self.fingerprint}
+
+
+def _read_json(path: Path, fix: str):
+    try:
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise data_error(path, f"not valid JSON ({e})", fix) from e
+
+
+def _field(path: Path, obj, *keys, fix: str):
+    """``obj[k0][k1]...`` or a DataError naming the file and the missing field."""
+    cur = obj
+    for k in keys:
+        try:
+            cur = cur[k]
+        except (KeyError, IndexError, TypeError) as e:
+            where = "".join(f"[{k!r}]" for k in keys)
+            raise data_error(path, f"no field {where} (not the expected format)", fix) from e
+    return cur
+
+
+EASYVQA_FIX = "pip install --force-reinstall easy-vqa==1.0"
+
+
+@register_dataset("easyvqa", splits=("train", "test"), embedded=True,
+                  description="easy-VQA: 5000 64x64 shape images, 48k questions, 13 answers (pip easy-vqa)")
+def load_easyvqa(split: str, root) -> VQAData:
+    """pip easy-vqa's questions.json (rows [question, answer, image id]), answers.txt and PNGs.
+    The fingerprint is the sha256 of every byte read (the files are small and read anyway)."""
+    from PIL import Image
+    base = package_dir("easy_vqa") / "data"
+    qpath, apath = base / split / "questions.json", base / "answers.txt"
+    for f in (qpath, apath):
+        if not f.exists():
+            raise DatasetMissingError("easyvqa", f, "easy_vqa/data/{answers.txt,{train,test}/{questions.json,images/<id>.png}}",
+                                      "pip install easy-vqa==1.0")
+    h = hashlib.sha256()
+    raw_q, raw_a = qpath.read_bytes(), apath.read_bytes()
+    for name, raw in ((f"{split}/questions.json", raw_q), ("answers.txt", raw_a)):
+        h.update(f"{name}\0".encode() + hashlib.sha256(raw).digest())
+    try:
+        rows = json.loads(raw_q)
+        questions, answers = [str(r[0]) for r in rows], [str(r[1]) for r in rows]
+        image_ids = [int(r[2]) for r in rows]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise data_error(qpath, f"not valid JSON ({e})", EASYVQA_FIX) from e
+    except (TypeError, IndexError, ValueError, KeyError) as e:
+        raise data_error(qpath, f"not a list of [question, answer, image id] rows ({type(e).__name__}: {e})",
+                         EASYVQA_FIX) from e
+    vocab = [a.strip() for a in raw_a.decode().splitlines() if a.strip()]
+    ids = sorted(set(image_ids))
+    pos = {i: k for k, i in enumerate(ids)}
+    images = []
+    for i in ids:
+        p = base / split / "images" / f"{i}.png"
+        try:
+            raw = p.read_bytes()
+            images.append(np.asarray(Image.open(io.BytesIO(raw)).convert("RGB")))
+        except FileNotFoundError:
+            raise DatasetMissingError("easyvqa", p, "easy_vqa/data/{train,test}/images/<id>.png",
+                                      "pip install --force-reinstall easy-vqa==1.0") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise data_error(p, f"not a readable PNG ({e})", EASYVQA_FIX) from e
+        h.update(f"{split}/images/{i}.png\0".encode() + hashlib.sha256(raw).digest())
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise data_error(base / split / "images", f"images of different sizes {sorted(shapes)}", EASYVQA_FIX)
+    return VQAData("easyvqa", split, questions, answers, np.array([pos[i] for i in image_ids], dtype=np.int64),
+                   np.stack(images), vocab, str(base / split), fingerprint="sha256:" + h.hexdigest()[:16])
+
+
 @dataclasses.dataclass
 class VQA2Data(VQAData):
     """VQAData plus the precomputed region features: ``features[image_index[i]]`` is (36, D)."""
     features: np.ndarray | None = None
     question_ids: np.ndarray | None = None
     image_ids: np.ndarray | None = None
+    skipped: int = 0          # questions whose image has no features (left out, counted)
 
     def describe(self) -> dict:
         d = super().describe()
@@ -175,6 +279,8 @@ VQA2_LAYOUT = ("<root>/vqa2/ (or <root> itself) holding v2_OpenEnded_mscoco_{tra
 VQA2_HOW = ("questions/annotations from https://visualqa.org/download.html; bottom-up features (36 per image) from "
             "https://github.com/peteanderson80/bottom-up-attention (trainval_36.zip, tsv), converted to npz with "
             "vqa.data.tsv_to_npz")
+VQA2_FIX = "delete it and download it again (" + VQA2_HOW.split(";")[0] + ")"
+FEATURES_FIX = "delete it and convert the features again with vqa.data.tsv_to_npz"
 
 
 def _vqa2_dir(root: Path) -> Path:
@@ -185,14 +291,34 @@ def _vqa2_dir(root: Path) -> Path:
 
 
 def _load_features(base: Path, split: str):
+    """(image_ids, features, files read); a corrupt or mis-shaped file is a DataError naming it."""
     fdir = base / "features"
-    npz, npy = fdir / f"{split}2014.npz", fdir / f"{split}2014_features.npy"
+    npz, npy, ids_npy = fdir / f"{split}2014.npz", fdir / f"{split}2014_features.npy", fdir / f"{split}2014_image_ids.npy"
     if npz.exists():
-        with np.load(npz) as z:
-            return np.asarray(z["image_ids"]).astype(np.int64), z["features"]
-    if npy.exists():
-        return (np.load(fdir / f"{split}2014_image_ids.npy").astype(np.int64), np.load(npy, mmap_mode="r"))
-    raise DatasetMissingError("vqa2", npz, VQA2_LAYOUT, VQA2_HOW)
+        files = [npz]
+    elif npy.exists():
+        if not ids_npy.exists():
+            raise DatasetMissingError("vqa2", ids_npy, VQA2_LAYOUT, VQA2_HOW)
+        files = [npy, ids_npy]
+    else:
+        raise DatasetMissingError("vqa2", npz, VQA2_LAYOUT, VQA2_HOW)
+    reading = files[0]
+    try:
+        if npz.exists():
+            with np.load(npz) as z:
+                image_ids, feats = np.asarray(z["image_ids"]), z["features"]
+        else:
+            feats = np.load(npy, mmap_mode="r")
+            reading = ids_npy
+            image_ids = np.load(ids_npy)
+    except KeyError as e:
+        raise data_error(npz, f"no array {e} (expected 'image_ids' and 'features')", FEATURES_FIX) from e
+    except Exception as e:  # a cut file: ValueError, EOFError, zipfile.BadZipFile, pickle refusals, ...
+        raise data_error(reading, f"not a readable numpy file ({type(e).__name__}: {e})", FEATURES_FIX) from e
+    if image_ids.ndim != 1 or feats.ndim != 3 or len(feats) != len(image_ids):
+        raise data_error(files[0], f"'features' {tuple(feats.shape)} and 'image_ids' {tuple(image_ids.shape)} "
+                                   "do not form (N, K, D) and (N,)", FEATURES_FIX)
+    return image_ids.astype(np.int64), feats, files
 
 
 @register_dataset("vqa2", splits=("train", "val"),
@@ -204,26 +330,30 @@ def load_vqa2(split: str, root) -> VQA2Data:
     for f in (qf, af):
         if not f.exists():
             raise DatasetMissingError("vqa2", f, VQA2_LAYOUT, VQA2_HOW)
-    image_ids, feats = _load_features(base, split)
+    image_ids, feats, feature_files = _load_features(base, split)
     pos = {int(i): k for k, i in enumerate(image_ids)}
-    questions = json.loads(qf.read_text())["questions"]
-    anns = {a["question_id"]: a for a in json.loads(af.read_text())["annotations"]}
+    questions = _field(qf, _read_json(qf, VQA2_FIX), "questions", fix=VQA2_FIX)
+    annotations = _field(af, _read_json(af, VQA2_FIX), "annotations", fix=VQA2_FIX)
+    anns = {_field(af, a, "question_id", fix=VQA2_FIX): a for a in annotations}
     qs, labels, img, all_ans, qids, skipped = [], [], [], [], [], 0
     for q in questions:
-        a = anns[q["question_id"]]
-        if int(q["image_id"]) not in pos:        # no features for this image: left out, counted
+        qid = _field(qf, q, "question_id", fix=VQA2_FIX)
+        if qid not in anns:
+            raise data_error(af, f"no annotation for question_id {qid} of {qf.name}",
+                             "use the questions and annotations files of the same split and release")
+        a = anns[qid]
+        if int(_field(qf, q, "image_id", fix=VQA2_FIX)) not in pos:   # no features for this image: left out, counted
             skipped += 1
             continue
-        qs.append(q["question"])
-        labels.append(normalize_answer(a["multiple_choice_answer"]))
-        all_ans.append([normalize_answer(x["answer"]) for x in a["answers"]])
+        qs.append(_field(qf, q, "question", fix=VQA2_FIX))
+        labels.append(normalize_answer(_field(af, a, "multiple_choice_answer", fix=VQA2_FIX)))
+        all_ans.append([normalize_answer(_field(af, x, "answer", fix=VQA2_FIX))
+                        for x in _field(af, a, "answers", fix=VQA2_FIX)])
         img.append(pos[int(q["image_id"])])
-        qids.append(q["question_id"])
-    ds = VQA2Data("vqa2", split, qs, labels, np.asarray(img, np.int64), None, sorted(set(labels)),
-                  str(base), all_answers=all_ans, features=feats,
-                  question_ids=np.asarray(qids, np.int64), image_ids=image_ids)
-    ds.skipped = skipped  # type: ignore[attr-defined]
-    return ds
+        qids.append(qid)
+    return VQA2Data("vqa2", split, qs, labels, np.asarray(img, np.int64), None, sorted(set(labels)),
+                    str(base), all_answers=all_ans, fingerprint=fingerprint_files([qf, af] + feature_files, base=base),
+                    features=feats, question_ids=np.asarray(qids, np.int64), image_ids=image_ids, skipped=skipped)
 
 
 def answer_vocab(label_lists: Sequence[Sequence[str]], min_count: int) -> list[str]:
