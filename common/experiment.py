@@ -60,6 +60,7 @@ class Experiment:
     seeds: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SEEDS))
     variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # name -> overrides
     variant_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)       # set on a variant
+    registered_in: str = ""                     # module that registered it (re-imported by worker processes)
 
     @property
     def chapter(self) -> str:
@@ -90,6 +91,8 @@ def register(exp: Experiment) -> Experiment:
     missing = [p for p in ("smoke", "paper") if p not in exp.presets]
     if missing:
         raise ValueError(f"experiment {exp.name} lacks preset(s) {missing}: every experiment has three")
+    if not exp.registered_in:
+        exp = dataclasses.replace(exp, registered_in=sys._getframe(1).f_globals.get("__name__", ""))
     _EXPERIMENTS[exp.name] = exp
     for vname, vover in exp.variants.items():
         v = dataclasses.replace(exp, name=f"{exp.name}{VARIANT_SEP}{vname}", variants={}, variant_overrides=dict(vover),
@@ -281,6 +284,7 @@ class _SeedTask:
     device: str
     overrides: Mapping[str, Any]
     threads: int
+    registered_in: str = ""
 
 
 def result_dir(out_root: Path, name: str, preset: str, overrides: Mapping[str, Any] | None) -> Path:
@@ -292,6 +296,8 @@ def result_dir(out_root: Path, name: str, preset: str, overrides: Mapping[str, A
 
 def _run_seed(task: _SeedTask) -> dict:
     """Run one seed of one experiment in this process; returns a JSON-able record or the error."""
+    if task.experiment not in _EXPERIMENTS and task.registered_in:   # a worker process: register it again
+        importlib.import_module(task.registered_in)
     exp = get(task.experiment)
     cfg = exp.resolve_config(task.preset, task.overrides)
     seed_dir = Path(task.seed_dir)
@@ -348,7 +354,8 @@ def run_experiments(names: Sequence[str], preset: str = "default", *, out_root: 
         plan[e.name] = (e, final, staging, e_seeds, R.utc_stamp(), time.time())
         for s in e_seeds:
             lanes.setdefault((e.chapter, s), []).append(_SeedTask(
-                e.name, preset, s, str(staging / f"seed-{s}"), str(out_root), data_root, device, overrides, threads))
+                e.name, preset, s, str(staging / f"seed-{s}"), str(out_root), data_root, device, overrides, threads,
+                e.registered_in))
     results: dict[str, list[dict]] = {n: [] for n in plan}
     outcomes: dict[str, Any] = {}
 
@@ -453,8 +460,8 @@ def _finish(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, 
             "argv": sys.argv,
         },
     }
-    R.write_json_atomic(staging / "result.json", record)
     R.write_text_atomic(staging / "tables.md", render_markdown(record, heading="#"))
+    R.write_json_atomic(staging / "result.json", record)     # last: its presence marks a complete run
     R.promote(staging, final)
     return record
 
