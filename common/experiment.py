@@ -412,6 +412,12 @@ def _aggregate(per_seed: list[dict]) -> tuple[dict, dict, dict]:
     return mean, std, by_seed
 
 
+def seed_interval_halfwidth(n: int, level: float = 0.95) -> float:
+    """Half-width of the t-interval of a mean over ``n`` seeds, in units of their std (ddof 1)."""
+    from scipy.stats import t
+    return float(t.ppf(0.5 + level / 2, n - 1) / n ** 0.5)
+
+
 def _finish(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, device, rank):
     failed = [r for r in per_seed if "error" in r]
     if rank != 0:
@@ -436,10 +442,13 @@ def _finish(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, 
     tables = list(main["tables"])
     if len(per_seed) > 1:
         keys = [k for k in std if not k.endswith(("_lo", "_hi"))]
+        half = seed_interval_halfwidth(len(seeds))
         tables.insert(0, {"title": f"Metrics over {len(seeds)} training seeds ({', '.join(map(str, seeds))})",
-                          "markdown": R.markdown_table(["metric", "mean", "std", *[f"seed {s}" for s in seeds]],
-                                                       [[k, metrics[k], std[k], *[by_seed[s][k] for s in seeds]]
-                                                        for k in keys]),
+                          "markdown": R.markdown_table(
+                              ["metric", "mean", "std", "95 % t-interval over seeds", *[f"seed {s}" for s in seeds]],
+                              [[k, metrics[k], std[k], f"[{R.fmt_value(metrics[k] - half * std[k])}, "
+                                                        f"{R.fmt_value(metrics[k] + half * std[k])}]",
+                                *[by_seed[s][k] for s in seeds]] for k in keys]),
                           "note": f"Tables and figures below are those of seed {seeds[0]}; every seed's are in "
                                   f"seed-<n>/."})
     figures = [dict(f, file=f"{main['dir']}/{f['file']}") for f in main["figures"]]

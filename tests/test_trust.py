@@ -249,7 +249,8 @@ def test_claim_judged_over_every_seed_and_parallel_equals_serial(tmp_path):
     parallel = run_experiment("trusttoy.exp", "default", out_root=tmp_path / "b", jobs=2)
     assert parallel["metrics_by_seed"] == serial["metrics_by_seed"]
     assert run_experiment("trusttoy.exp", "default", out_root=tmp_path / "c", seeds=[1, 2])["claims"][0]["status"] == "PASS"
-    assert "mean" in write_report(tmp_path / "a", "default").read_text()
+    # the seed-level interval: 70 ± t(0.975, 2) * 10 / sqrt(3) = 70 ± 24.84
+    assert "| acc | 70.00 | 10.00 | [45.16, 94.84] | 60.00 | 70.00 | 80.00 |" in write_report(tmp_path / "a", "default").read_text()
 
 
 def test_variants_have_their_own_folder_and_only_selects_exactly(tmp_path):
