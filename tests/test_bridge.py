@@ -52,7 +52,7 @@ def test_torch_as_jax_grad_matches_torch_and_finite_differences():
     np.testing.assert_allclose(np.asarray(g_eager), xt.grad.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(g_jit), xt.grad.numpy(), rtol=1e-4, atol=1e-6)
     # gradient against central finite differences (float64 torch for the reference)
-    net64 = _net().double()
+    net64 = _net().double().requires_grad_(False)
     loss64 = lambda xx: float((torch.sin(net64(torch.from_numpy(xx))) * torch.from_numpy(w).double()).sum())
     x64 = x.astype(np.float64)
     for idx in [(0, 0, 0, 0), (1, 1, 2, 3), (0, 1, 3, 1)]:
@@ -67,7 +67,7 @@ def test_torch_loss_and_input_grad():
     x = jnp.asarray(np.random.default_rng(1).standard_normal((3, 2, 4, 4)).astype(np.float32))
     y = torch.tensor([0, 3, 4])
     loss, g = torch_loss_and_input_grad(lambda xt, yy: torch.nn.functional.cross_entropy(net(xt), yy), x, y)
-    xt = torch.from_numpy(np.asarray(x)).requires_grad_(True)
+    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
     torch.nn.functional.cross_entropy(net(xt), y).backward()
     np.testing.assert_allclose(np.asarray(g), xt.grad.numpy(), rtol=1e-5, atol=1e-7)
 
@@ -201,3 +201,204 @@ def test_pytree_format1_file_still_loads(tmp_path):
     assert back["params"]["enc"]["w"].shape == (2, 3) and load_pytree_metadata(f) == {"step": 3}
     like = {"params": {"enc": {"w": jnp.zeros((2, 3))}}, "moms": [jnp.zeros(2), {"x": jnp.zeros(1)}]}
     assert _tree_equal(load_pytree(f, like=like), back)
+
+
+# --------------------------------------------------------------------------------------------------
+# torch_as_jax under jit / vmap / while_loop
+# --------------------------------------------------------------------------------------------------
+def _target_loss(f):
+    """Per-sample objective: -log p(c | x) of the torch classifier, x one image (2, 4, 4)."""
+    return lambda x, c: -jax.nn.log_softmax(f(x[None])[0])[c]
+
+
+def _descend(f, lr=2.0, max_iter=12):
+    """Gradient descent on one input until its loss is below `stop` or max_iter steps: a data-dependent
+    number of iterations per sample, as pathmask's per-sample optimisations run."""
+    loss = _target_loss(f)
+
+    def run(x, c, stop):
+        def cond(s):
+            i, _, l = s
+            return (i < max_iter) & (l > stop)
+
+        def body(s):
+            i, x, _ = s
+            l, g = jax.value_and_grad(loss)(x, c)
+            x = x - lr * g
+            return i + 1, x, loss(x, c)
+        return jax.lax.while_loop(cond, body, (0, x, loss(x, c)))
+    return run
+
+
+def test_torch_as_jax_in_jit_vmap_while_loop_matches_per_sample_python_loop():
+    f = torch_as_jax(_net())
+    rng = np.random.default_rng(3)
+    xs = jnp.asarray(rng.standard_normal((5, 2, 4, 4)).astype(np.float32))
+    cs = jnp.asarray([0, 1, 2, 3, 4])
+    stops = jnp.asarray([1.2, 1.3, 1.62, 1.0, 1.45], jnp.float32)
+    run = _descend(f)
+    n_b, x_b, l_b = jax.jit(jax.vmap(run))(xs, cs, stops)
+    # reference: each sample alone, in Python, through the eager (DLPack, no callback) path
+    n_ref, x_ref, l_ref = [], [], []
+    loss = _target_loss(f)
+    for x, c, stop in zip(xs, cs, stops):
+        i, l = 0, float(loss(x, c))
+        while i < 12 and l > float(stop):
+            x = x - 2.0 * jax.grad(loss)(x, c)
+            i, l = i + 1, float(loss(x, c))
+        n_ref.append(i), x_ref.append(np.asarray(x)), l_ref.append(l)
+    assert len(set(n_ref)) > 2, n_ref          # the samples really stop after different iteration counts
+    assert np.asarray(n_b).tolist() == n_ref
+    np.testing.assert_allclose(np.asarray(x_b), np.stack(x_ref), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(l_b), l_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_as_jax_grad_under_jit_and_vmap_matches_finite_differences():
+    f = torch_as_jax(_net())
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 4, 4)).astype(np.float32)
+    w = rng.standard_normal(5).astype(np.float32)
+    per_sample = lambda xi, ww: jnp.sum(jnp.sin(f(xi[None])[0]) * ww)     # w shared: not vmapped
+    g_vmap = jax.vmap(jax.grad(per_sample), in_axes=(0, None))(jnp.asarray(x), jnp.asarray(w))
+    g_jit_vmap = jax.jit(jax.vmap(jax.grad(per_sample), in_axes=(0, None)))(jnp.asarray(x), jnp.asarray(w))
+    g_jit = jnp.stack([jax.jit(jax.grad(per_sample))(jnp.asarray(xi), jnp.asarray(w)) for xi in x])
+    # d/dw too: the shared, unbatched argument receives the sum over the vmapped samples
+    gw = jax.jit(jax.grad(lambda xx, ww: jnp.sum(jax.vmap(per_sample, in_axes=(0, None))(xx, ww)), argnums=1))(
+        jnp.asarray(x), jnp.asarray(w))
+    net64 = _net().double()
+    w64 = torch.from_numpy(w).double()
+
+    def loss64(xi):
+        with torch.no_grad():
+            return float((torch.sin(net64(torch.from_numpy(xi)[None])[0]) * w64).sum())
+    for b in range(3):
+        for idx in [(0, 0, 0), (1, 2, 3), (0, 3, 1)]:
+            e = np.zeros((2, 4, 4))
+            e[idx] = 1e-6
+            x64 = x[b].astype(np.float64)
+            fd = (loss64(x64 + e) - loss64(x64 - e)) / 2e-6
+            for g in (g_vmap, g_jit_vmap, g_jit):
+                assert abs(float(g[b][idx]) - fd) < 1e-4 * max(1.0, abs(fd)), (b, idx, float(g[b][idx]), fd)
+    with torch.no_grad():
+        gw_ref = torch.sin(net64(torch.from_numpy(x).double())).sum(0).numpy()
+    np.testing.assert_allclose(np.asarray(gw), gw_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_as_jax_vmap_rows_are_batch_independent():
+    f = torch_as_jax(_net())
+    rng = np.random.default_rng(5)
+    xs = jnp.asarray(rng.standard_normal((6, 2, 4, 4)).astype(np.float32))
+    others = xs.at[1:].set(jnp.asarray(100 * rng.standard_normal((5, 2, 4, 4)).astype(np.float32)))
+    one = jax.jit(jax.vmap(lambda x: f(x[None])[0]))
+    alone = np.asarray(f(xs[:1])[0])
+    np.testing.assert_allclose(np.asarray(one(xs))[0], alone, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(one(others))[0], alone, rtol=1e-5, atol=1e-6)
+    # nested vmap over (groups, samples) of per-sample batches of 2: rows of the same image agree
+    nested = jax.jit(jax.vmap(jax.vmap(lambda x: f(jnp.stack([x, -x])))))(xs.reshape(2, 3, 2, 4, 4))
+    np.testing.assert_allclose(np.asarray(nested)[0, 0, 0], alone, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(nested)[0, 0, 1], np.asarray(f(-xs[:1])[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_torch_as_jax_vmap_without_common_batch_axis_runs_each_element():
+    net = _net()
+    f = torch_as_jax(lambda x, t: net(x) / t)       # t: a scalar temperature, no batch axis to fold
+    rng = np.random.default_rng(6)
+    xs = jnp.asarray(rng.standard_normal((4, 1, 2, 4, 4)).astype(np.float32))
+    ts = jnp.asarray([0.5, 1.0, 2.0, 4.0], jnp.float32)
+    got = jax.jit(jax.vmap(f))(xs, ts)
+    for i in range(4):
+        np.testing.assert_allclose(np.asarray(got[i]), np.asarray(f(xs[i], ts[i])), rtol=1e-5, atol=1e-6)
+    g = jax.jit(jax.vmap(jax.grad(lambda x, t: jnp.sum(f(x, t) ** 2), argnums=1)))(xs, ts)
+    for i in range(4):
+        assert abs(float(g[i]) - float(jax.grad(lambda t: jnp.sum(f(xs[i], t) ** 2))(ts[i]))) < 1e-4 * abs(float(g[i]))
+
+
+def test_torch_as_jax_warns_for_training_mode_module_under_vmap():
+    torch.manual_seed(0)
+    bn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))   # train mode
+    f = torch_as_jax(bn)
+    xs = jnp.asarray(np.random.default_rng(7).standard_normal((4, 2, 4)).astype(np.float32))
+    with pytest.warns(RuntimeWarning, match="training mode"):
+        mixed = jax.jit(jax.vmap(f))(xs.reshape(4, 2, 1, 4))
+    # why it warns: batch statistics over the folded batch of 8 rows, not the 2 rows of each element
+    assert not np.allclose(np.asarray(mixed[0]), np.asarray(f(xs[0].reshape(2, 1, 4))), atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------------------
+# jax_as_torch with pytrees
+# --------------------------------------------------------------------------------------------------
+def test_jax_as_torch_pytree_arguments_and_outputs():
+    def fj(params, xs, scale):
+        x, labels = xs
+        h = jnp.tanh(x @ params["w"] + params["b"]) * scale
+        return {"h": h, "picked": h[jnp.arange(h.shape[0]), labels], "argmax": jnp.argmax(h, axis=1)}
+    g = jax_as_torch(fj)
+    rng = np.random.default_rng(8)
+    params = {"w": torch.from_numpy(rng.standard_normal((3, 2)).astype(np.float32)).requires_grad_(True),
+              "b": torch.from_numpy(rng.standard_normal(2)).requires_grad_(True)}     # float64 leaf
+    x = torch.from_numpy(rng.standard_normal((4, 3)).astype(np.float32)).requires_grad_(True)
+    labels = torch.tensor([0, 1, 1, 0])
+    out = g(params, (x, labels), 1.5)
+    assert set(out) == {"h", "picked", "argmax"} and out["argmax"].dtype == torch.int32
+    assert not out["argmax"].requires_grad and out["h"].requires_grad
+    cot = torch.arange(8.0).reshape(4, 2)
+    ((out["h"] * cot).sum() + (out["picked"] ** 2).sum()).backward()
+    assert params["b"].grad.dtype == torch.float64
+    # reference: float64 numpy, central finite differences on every leaf
+    w0, b0, x0 = (params["w"].detach().double().numpy(), params["b"].detach().numpy(), x.detach().double().numpy())
+
+    def loss(w, b, xx):
+        h = np.tanh(xx @ w + b) * 1.5
+        return float((h * cot.double().numpy()).sum() + (h[np.arange(4), labels.numpy()] ** 2).sum())
+    for name, arr, grad in [("w", w0, params["w"].grad), ("b", b0, params["b"].grad), ("x", x0, x.grad)]:
+        fd = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            e = np.zeros_like(arr)
+            e[idx] = 1e-6
+            args = {"w": w0, "b": b0, "x": x0}
+            hi, lo = dict(args, **{name: arr + e}), dict(args, **{name: arr - e})
+            fd[idx] = (loss(hi["w"], hi["b"], hi["x"]) - loss(lo["w"], lo["b"], lo["x"])) / 2e-6
+        np.testing.assert_allclose(grad.double().numpy(), fd, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Host copies are counted and warned about
+# --------------------------------------------------------------------------------------------------
+def test_host_copy_counted_and_warned_once_when_dlpack_refuses_a_cuda_tensor(monkeypatch):
+    import warnings
+    from common import bridge
+    t = torch.arange(6.0).reshape(2, 3)
+    n0 = bridge.host_copy_count()
+    torch_to_jax(t)
+    assert bridge.host_copy_count() == n0            # CPU DLPack: zero-copy, nothing counted
+    monkeypatch.setattr(bridge, "_warned_host_copy", set())
+    monkeypatch.setattr(bridge, "_on_gpu", lambda tensor: True)   # pretend t lives on a GPU ...
+
+    def refuse(_):
+        raise RuntimeError("no GPU backend")                       # ... and JAX is CPU-only
+    monkeypatch.setattr(jax.dlpack, "from_dlpack", refuse)
+    with pytest.warns(RuntimeWarning, match=rf"{n0 + 1} host copies so far.*pip install -e \.\[cuda\]"):
+        a = torch_to_jax(t)
+    np.testing.assert_array_equal(np.asarray(a), t.numpy())
+    assert bridge.host_copy_count() == n0 + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                             # once per process: no second warning
+        torch_to_jax(t)
+    assert bridge.host_copy_count() == n0 + 2
+
+
+def test_host_copy_counted_for_callbacks_on_a_gpu_run(monkeypatch):
+    from common import bridge
+    f = torch_as_jax(_net())
+    x = jnp.asarray(np.random.default_rng(9).standard_normal((2, 2, 4, 4)).astype(np.float32))
+    loss = jax.jit(jax.grad(lambda xx: jnp.sum(f(xx) ** 2)))
+    n0 = bridge.host_copy_count()
+    jax.jit(f)(x), loss(x)
+    assert bridge.host_copy_count() == n0            # CPU run: the callback's arrays are already on the host
+    monkeypatch.setattr(bridge, "_warned_host_copy", set())
+    monkeypatch.setattr(bridge, "_jax_on_gpu", lambda: True)
+    with pytest.warns(RuntimeWarning, match=rf"pure_callback.*{n0 + 2} host copies so far"):
+        jax.jit(f)(x).block_until_ready()            # x in, logits out
+    assert bridge.host_copy_count() == n0 + 2
+    loss(x).block_until_ready()                      # forward: x in, y out; backward: g, x in, dx out
+    assert bridge.host_copy_count() == n0 + 7
