@@ -214,8 +214,6 @@ class RunContext:
 
     def record_dataset(self, ds) -> None:
         desc = ds.describe() if hasattr(ds, "describe") else {"name": str(ds)}
-        if extra := getattr(ds, "skipped", None):
-            desc["skipped_unreadable"] = extra
         if desc not in self.datasets:
             self.datasets.append(desc)
 
