@@ -5,22 +5,34 @@
 """
 from __future__ import annotations
 
+import errno
+import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from common.errors import CheckpointError
 
-class UnsafeCheckpointError(RuntimeError):
-    """A weights file that is not plain tensors (e.g. a pickle carrying code)."""
+
+class UnsafeCheckpointError(CheckpointError):
+    """A weights file that is not plain tensors (e.g. a pickle carrying code), or not readable as
+    safetensors at all. A CheckpointError, so one ``except CheckpointError`` covers every bad file."""
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def save_state_dict(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    # safetensors refuses shared storage (tied weights); clone makes each tensor own its memory.
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+    try:
+        # safetensors refuses shared storage (tied weights); clone makes each tensor own its memory.
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+    except BaseException:
+        tmp.unlink(missing_ok=True)   # a half-written file would only hold on to the disk space
+        raise
     os.replace(tmp, path)
 
 
@@ -53,24 +65,51 @@ def write_checkpoint_dir(work_dir: str | os.PathLike, write_files, state: dict) 
     ``write_files(tmp_dir)`` writes the tensor files (safetensors); ``state`` (JSON) is written last.
     The folder is built as ``ckpt.tmp`` and swapped in; ``ckpt.old`` covers a kill between renames.
     Torch (common.trainer) and JAX (chapter loops, via common.bridge.save_pytree) share this.
+    A failure while writing (disk full, say) leaves the previous checkpoint untouched; a full disk
+    raises ``CheckpointError`` saying so and from which step a rerun resumes.
     """
-    import json
-    import shutil
     work_dir = Path(work_dir)
     tmp, cur, old = work_dir / "ckpt.tmp", work_dir / "ckpt", work_dir / "ckpt.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_files(tmp)
-    with open(tmp / "state.json", "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        tmp.mkdir(parents=True)
+        write_files(tmp)
+        with open(tmp / "state.json", "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)   # frees the space; `cur` was never touched
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            raise CheckpointError(_disk_full_message(work_dir, state, e)) from e
+        raise
     shutil.rmtree(old, ignore_errors=True)
     if cur.exists():
         os.replace(cur, old)
     os.replace(tmp, cur)
     shutil.rmtree(old, ignore_errors=True)
     return cur
+
+
+def _disk_full_message(work_dir: Path, state: dict, err: OSError) -> str:
+    new = f" (step {state['step']})" if "step" in state else ""
+    prev = latest_checkpoint_dir(work_dir)
+    prev_step = checkpoint_step(prev) if prev is not None else None
+    if prev is None:
+        kept = "There is no earlier checkpoint; a rerun starts from the beginning."
+    else:
+        at = f" (step {prev_step})" if prev_step is not None else ""
+        kept = f"The previous checkpoint {prev}{at} is intact; a rerun of the same command resumes from it."
+    return (f"no space left on device while writing the checkpoint{new} into {work_dir} "
+            f"({err.strerror or err}). {kept} Free disk space, then rerun.")
+
+
+def checkpoint_step(ckpt_dir: str | os.PathLike) -> int | None:
+    """The ``step`` recorded in a checkpoint folder's state.json, or None if it cannot be read."""
+    try:
+        return int(json.loads((Path(ckpt_dir) / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def latest_checkpoint_dir(work_dir: str | os.PathLike, required: tuple[str, ...] = ()) -> Path | None:

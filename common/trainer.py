@@ -15,7 +15,12 @@ What it does, and why:
   folder that then replaces the last one. A rerun with the same ``work_dir`` resumes from it; a
   finished run is loaded, not retrained. Nothing is unpickled on load.
 - A non-finite loss stops the run with ``NonFiniteLossError``; the last good checkpoint stays.
+  Ctrl-C raises ``RunInterrupted`` naming the step a rerun resumes from; an unreadable checkpoint
+  raises ``CheckpointError`` naming the folder to delete; a full disk keeps the previous checkpoint.
 - Metrics go to ``metrics.jsonl``; tqdm shows loss and images/s.
+- Hooks: ``augment`` (on-device, seeded per step: e.g. ``random_crop_flip()``), periodic evaluation
+  on a held-out split (``eval_data``), ``multi_head_step`` for weighted sums of per-head losses.
+  ``predict`` and the default evaluation split their inputs across DDP ranks.
 """
 from __future__ import annotations
 
@@ -35,7 +40,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.config import TrainConfig  # noqa: F401  (defined torch-free, re-exported here)
-from common.checkpoint import latest_checkpoint_dir, load_weights, save_state_dict, write_checkpoint_dir
+from common.checkpoint import (UnsafeCheckpointError, checkpoint_step, latest_checkpoint_dir, load_weights,
+                               save_state_dict, write_checkpoint_dir)
+from common.errors import CheckpointError, RunInterrupted
 
 
 class NonFiniteLossError(RuntimeError):
@@ -102,6 +109,23 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (shared ones once); ``trainable_only`` counts those with requires_grad."""
+    return sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad or not trainable_only)
+
+
+def _distributed_world() -> tuple[int, int]:
+    """(rank, world) of an initialised process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _shard(n: int, rank: int, world: int) -> slice:
+    """Rank's contiguous share of n items; the shares are in rank order and differ by at most one."""
+    return slice(rank * n // world, (rank + 1) * n // world)
+
+
 # --------------------------------------------------------------------------------------------------
 # Optimiser / schedule
 # --------------------------------------------------------------------------------------------------
@@ -119,7 +143,10 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
-    """Multiplier of cfg.lr at ``step`` (a pure function of the step, so resuming needs no state)."""
+    """Multiplier of cfg.lr at ``step`` (a pure function of the step, so resuming needs no state).
+
+    onecycle: 0 at step 0, 1 at ``peak = int(warmup_frac * total)`` (at least 1), 0 at ``total``.
+    """
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "cosine":
@@ -183,13 +210,26 @@ def save_checkpoint(work_dir: Path, model: nn.Module, opt, state: dict) -> None:
 
 
 def load_checkpoint(work_dir: Path, model: nn.Module, opt=None) -> dict | None:
-    d = _ckpt_dir(Path(work_dir))
+    """Load the last checkpoint of ``work_dir`` into model (and optimiser); its state, or None if none.
+
+    Anything unreadable (truncated file, garbage JSON, weights of another architecture) raises
+    ``CheckpointError`` naming the folder and the fix, instead of a traceback from deep inside.
+    """
+    work_dir = Path(work_dir)
+    d = _ckpt_dir(work_dir)
     if d is None:
         return None
-    unwrap(model).load_state_dict(load_weights(d / "model.safetensors"))
-    state = json.loads((d / "state.json").read_text())
-    if opt is not None:
-        _optim_from_flat(opt, load_weights(d / "optim.safetensors"), state["optimizer"])
+    try:
+        state = json.loads((d / "state.json").read_text())
+        int(state["step"])
+        unwrap(model).load_state_dict(load_weights(d / "model.safetensors"))
+        if opt is not None:
+            _optim_from_flat(opt, load_weights(d / "optim.safetensors"), state["optimizer"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        # a refused pickle keeps its own type (still a CheckpointError) so callers can tell it apart
+        cls = UnsafeCheckpointError if isinstance(e, UnsafeCheckpointError) else CheckpointError
+        raise cls(f"checkpoint {d} cannot be loaded ({type(e).__name__}: {e}). "
+                  f"Delete {work_dir} to retrain.") from e
     return state
 
 
@@ -205,14 +245,68 @@ def classification_step(model: nn.Module, batch: Sequence[torch.Tensor]):
     return loss, {"acc": acc}
 
 
-def _to_device(batch, device, channels_last: bool):
-    out = []
-    for t in batch:
-        t = t.to(device, non_blocking=True)
-        if channels_last and t.dim() == 4 and t.is_floating_point():
-            t = t.contiguous(memory_format=torch.channels_last)
-        out.append(t)
-    return out
+def multi_head_step(weights: Sequence[float]) -> Callable:
+    """Step for a model returning one logits tensor per head: L = sum_k weights[k] * CE(head_k, y).
+
+    (Thesis Eq 7.4.) Logs ``head{k}_loss`` and ``head{k}_acc`` beside the weighted total ``loss``.
+    """
+    weights = [float(w) for w in weights]
+
+    def step(model: nn.Module, batch: Sequence[torch.Tensor]):
+        *inputs, y = batch
+        heads = model(*inputs)
+        if not isinstance(heads, (tuple, list)) or len(heads) != len(weights):
+            got = f"{len(heads)} heads" if isinstance(heads, (tuple, list)) else f"a {type(heads).__name__}"
+            raise ValueError(f"multi_head_step({weights}) expects the model to return {len(weights)} logits "
+                             f"tensors (a tuple or list), got {got}")
+        loss, metrics = 0.0, {}
+        for k, (w, logits) in enumerate(zip(weights, heads)):
+            head_loss = F.cross_entropy(logits.float(), y)
+            loss = loss + w * head_loss
+            metrics[f"head{k}_loss"] = head_loss
+            metrics[f"head{k}_acc"] = (logits.argmax(1) == y).float().mean()
+        return loss, metrics
+
+    return step
+
+
+def random_crop_flip(padding: int = 4) -> Callable:
+    """CIFAR augmentation for ``fit(augment=...)``: zero-pad the images (the batch's first tensor,
+    NCHW) by ``padding``, crop back to the original size at a random offset, flip horizontally with
+    probability 1/2. One gather for the whole batch, on the batch's device; other tensors untouched."""
+
+    def augment(batch: Sequence[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+        x, *rest = batch
+        n, c, h, w = x.shape
+        dev = x.device
+        padded = F.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+        flip = torch.randint(0, 2, (n,), device=dev, generator=generator).bool()
+        rows = dy[:, None] + torch.arange(h, device=dev)                    # (n, h) rows of `padded`
+        cols = dx[:, None] + torch.arange(w, device=dev)                    # (n, w) columns of `padded`
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        out = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                     rows[:, None, :, None], cols[:, None, None, :]]
+        return [out, *rest]
+
+    return augment
+
+
+def _augment_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The generator ``augment`` draws from at ``step``: a function of (seed, step, rank) only, so a
+    resumed run augments exactly as an uninterrupted one, and each DDP rank draws differently."""
+    mixed = int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0]) >> 1
+    return torch.Generator(device=device).manual_seed(mixed)
+
+
+def _to_device(batch, device):
+    return [t.to(device, non_blocking=True) for t in batch]
+
+
+def _channels_last(batch):
+    return [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.is_floating_point() else t
+            for t in batch]
 
 
 class _TensorBatches:
@@ -267,11 +361,21 @@ class _LoaderBatches:
 def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, *,
         step_fn: Callable = classification_step,
         params: Sequence[nn.Parameter] | None = None,
-        desc: str = "train") -> FitResult:
+        desc: str = "train",
+        augment: Callable | None = None,
+        eval_data: Sequence[torch.Tensor] | None = None,
+        eval_every: int = 0,
+        eval_fn: Callable | None = None) -> FitResult:
     """Train ``model`` on ``train`` (tuple of tensors, or a torch Dataset); resume from ``work_dir``.
 
     ``step_fn(model, batch) -> (loss, {name: scalar tensor})`` defines the objective; ``params``
     restricts what the optimiser updates (the rest stays frozen).
+    ``augment(batch, generator) -> batch`` transforms each training batch on the device, drawing
+    only from ``generator`` (seeded per step and rank: see ``_augment_generator``).
+    ``eval_data`` (tuple of tensors) is evaluated every ``eval_every`` steps (0: only at the end)
+    and at the end, by ``eval_fn(model, eval_data) -> {name: float}`` (default: ``evaluate`` with
+    ``step_fn``), with the model in eval mode and the RNG untouched; the numbers go into the
+    history and metrics.jsonl as ``eval_<name>``.
     """
     t0 = time.time()
     work_dir = Path(work_dir)
@@ -296,6 +400,10 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
     else:
         data = _LoaderBatches(train, cfg.batch_size, cfg.seed, rank, world, cfg.num_workers)
     total = cfg.epochs * data.steps_per_epoch
+    if eval_data is not None and eval_fn is None:
+        def eval_fn(m, d):
+            return evaluate(m, d, step_fn=step_fn, batch_size=cfg.batch_size, device=device, amp=use_amp,
+                            channels_last=use_cl)
 
     state = load_checkpoint(work_dir, model, opt)
     step = state["step"] if state else 0
@@ -324,10 +432,15 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
         # in a log file (not a terminal) one line every 10 s is enough
         bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True, leave=False,
                    mininterval=0.1 if sys.stderr.isatty() else 10.0)
-    window_t, window_imgs, running = time.time(), 0, {}
+    # per-step values since the last log line; a checkpoint carries them, so that the first log line
+    # after a resume averages the same steps as in an uninterrupted run
+    running: dict[str, list] = {k: [torch.tensor(v, device=device) for v in vs]
+                                for k, vs in (state or {}).get("running", {}).items()}
+    window_t, window_imgs = time.time(), 0
 
     def checkpoint(done: bool):
-        state = {"step": step, "done": done, "history": history, "config": dataclasses.asdict(cfg)}
+        state = {"step": step, "done": done, "history": history, "config": dataclasses.asdict(cfg),
+                 "running": {k: [float(v) for v in vs] for k, vs in running.items()}}
         if distributed:  # every rank's RNG state, so that a resumed DDP run replays each rank exactly
             ranks: list = [None] * world
             dist.all_gather_object(ranks, _rng_state())
@@ -337,50 +450,87 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
         if distributed:
             dist.barrier()
 
-    while step < total:
-        epoch, start = divmod(step, data.steps_per_epoch)
-        for batch in data.batches(epoch, start):
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(step, total, cfg)
-            batch = _to_device(batch, device, use_cl)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss, metrics = step_fn(net, batch)
-            if not torch.isfinite(loss.detach()).all():
-                last = _ckpt_dir(work_dir)
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at step {step} (epoch {epoch}) of '{desc}'; stopped. "
-                    f"Last good checkpoint kept: {last if last else 'none yet'}. "
-                    f"Lower the learning rate or check the data.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            opt.step()
-            step += 1
-            window_imgs += data.images
-            running.setdefault("loss", []).append(loss.detach())
-            for k, v in metrics.items():
-                running.setdefault(k, []).append(v.detach())
-            if step % cfg.log_every == 0 or step == total:
-                rec = {"step": step, "epoch": step / data.steps_per_epoch, "lr": opt.param_groups[0]["lr"]}
-                rec.update({k: float(torch.stack(v).float().mean()) for k, v in running.items()})
-                rec["img_s"] = window_imgs / max(time.time() - window_t, 1e-9)
-                history.append(rec)
-                if is_main:
-                    with open(work_dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(rec) + "\n")
-                    if bar:
-                        bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_s']:.0f}")
-                window_t, window_imgs, running = time.time(), 0, {}
-            if bar:
-                bar.update(1)
-            if step % cfg.ckpt_every == 0 and step < total:
-                checkpoint(done=False)
-    checkpoint(done=True)
-    if bar:
-        bar.close()
+    def run_eval() -> dict:
+        # fork_rng: an eval_fn that draws random numbers must not change the training that follows
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            model.eval()
+            try:
+                scores = eval_fn(model, eval_data)
+            finally:
+                net.train()
+        return {f"eval_{k}": float(v) for k, v in scores.items()}
+
+    try:
+        while step < total:
+            epoch, start = divmod(step, data.steps_per_epoch)
+            for batch in data.batches(epoch, start):
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * lr_factor(step, total, cfg)
+                batch = _to_device(batch, device)
+                if augment is not None:
+                    batch = augment(batch, _augment_generator(cfg.seed, step, rank, device))
+                if use_cl:
+                    batch = _channels_last(batch)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss, metrics = step_fn(net, batch)
+                if not torch.isfinite(loss.detach()).all():
+                    last = _ckpt_dir(work_dir)
+                    raise NonFiniteLossError(
+                        f"loss became {loss.item()} at step {step} (epoch {epoch}) of '{desc}'; stopped. "
+                        f"Last good checkpoint kept: {last if last else 'none yet'}. "
+                        f"Lower the learning rate or check the data.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                opt.step()
+                step += 1
+                window_imgs += data.images
+                running.setdefault("loss", []).append(loss.detach())
+                for k, v in metrics.items():
+                    running.setdefault(k, []).append(v.detach())
+
+                # one record per step at most: training metrics when a log is due, eval ones when due
+                rec = {}
+                if step % cfg.log_every == 0 or step == total:
+                    rec["lr"] = opt.param_groups[0]["lr"]
+                    rec.update({k: float(torch.stack(v).float().mean()) for k, v in running.items()})
+                    rec["img_s"] = window_imgs / max(time.time() - window_t, 1e-9)
+                    window_t, window_imgs, running = time.time(), 0, {}
+                if eval_data is not None and ((eval_every and step % eval_every == 0) or step == total):
+                    rec.update(run_eval())
+                if rec:
+                    rec = {"step": step, "epoch": step / data.steps_per_epoch, **rec}
+                    history.append(rec)
+                    if is_main:
+                        with open(work_dir / "metrics.jsonl", "a") as f:
+                            f.write(json.dumps(rec) + "\n")
+                        if bar and "loss" in rec:
+                            bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_s']:.0f}")
+                if bar:
+                    bar.update(1)
+                if step % cfg.ckpt_every == 0 and step < total:
+                    checkpoint(done=False)
+        checkpoint(done=True)
+    except KeyboardInterrupt as e:
+        if isinstance(e, RunInterrupted):   # from a nested fit: its message is already the right one
+            raise
+        raise _interrupted(work_dir, step, desc) from None
+    finally:
+        if bar:
+            bar.close()
     model.eval()
     return FitResult(model, step, cfg.epochs, resumed_from, history, time.time() - t0, str(device))
+
+
+def _interrupted(work_dir: Path, step: int, desc: str) -> RunInterrupted:
+    """The Ctrl-C message: the step a rerun resumes from is read from disk, so it is the last
+    *complete* checkpoint even if the interrupt landed while one was being written."""
+    last = _ckpt_dir(work_dir)
+    resume_step = (checkpoint_step(last) if last is not None else None) or 0
+    where = f"from step {resume_step}" if resume_step else "from step 0 (no checkpoint was written yet)"
+    return RunInterrupted(f"'{desc}' interrupted at step {step}; work folder {work_dir}. "
+                          f"Rerun the same command to resume {where}.")
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -392,21 +542,87 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Inference helpers
+# Inference helpers (each DDP rank takes a contiguous shard; the results are gathered in order)
 # --------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict(model: nn.Module, inputs: Sequence[torch.Tensor], batch_size: int = 512,
-            device: str | torch.device = "auto") -> torch.Tensor:
-    """Concatenated float32 outputs of ``model(*inputs)`` over batches (eval mode, on CPU after)."""
+def evaluate(model: nn.Module, data: Sequence[torch.Tensor], step_fn: Callable = classification_step,
+             batch_size: int = 512, device: str | torch.device = "auto", amp: bool | None = None,
+             channels_last: bool = False) -> dict[str, float]:
+    """The means of ``step_fn``'s loss and metrics over ``data`` (tuple of tensors, labels last).
+
+    Batch means are weighted by batch size, so the result is the mean over all samples. Under DDP
+    each rank evaluates its shard and the sums are all-reduced: every rank gets the same numbers.
+    The caller sets train/eval mode (``fit`` puts the model in eval mode around this).
+    """
     device = pick_device(device) if isinstance(device, str) else device
-    model = model.to(device).eval()
-    use_amp = device.type == "cuda"
-    outs = []
-    for i in range(0, len(inputs[0]), batch_size):
-        chunk = [t[i:i + batch_size].to(device) for t in inputs]
+    use_amp = device.type == "cuda" if amp is None else amp
+    rank, world = _distributed_world()
+    n = len(data[0])
+    if world > 1 and n < world:
+        raise ValueError(f"evaluation set of {n} samples is smaller than the {world} DDP processes")
+    shard = _shard(n, rank, world)
+    sums: dict[str, torch.Tensor] = {}
+    for i in range(shard.start, shard.stop, batch_size):
+        batch = _to_device([t[i:min(i + batch_size, shard.stop)] for t in data], device)
+        if channels_last:
+            batch = _channels_last(batch)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            outs.append(model(*chunk).float().cpu())
-    return torch.cat(outs)
+            loss, metrics = step_fn(model, batch)
+        rows = len(batch[0])
+        for k, v in {"loss": loss, **metrics}.items():
+            sums[k] = sums.get(k, 0.0) + v.detach().double() * rows
+    names = sorted(sums)
+    totals = torch.stack([sums[k] for k in names])
+    if world > 1:
+        comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        totals = totals.to(comm)
+        dist.all_reduce(totals)
+    return {k: float(v) / n for k, v in zip(names, totals.cpu())}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: Sequence[torch.Tensor], batch_size: int = 512,
+            device: str | torch.device = "auto", shard: bool | None = None):
+    """Concatenated float32 outputs of ``model(*inputs)`` over batches (eval mode, on CPU after).
+
+    A model returning a tuple of tensors (several heads) gives a tuple of concatenated outputs.
+    Under DDP (``shard=None``: whenever a process group is initialised) each rank predicts its
+    contiguous shard and every rank receives all outputs, in input order; every rank must call it.
+    ``shard=False`` predicts everything in this process alone.
+    """
+    device = pick_device(device) if isinstance(device, str) else device
+    # the plain module: a DDP wrapper would broadcast buffers in each forward, and the ranks' shards
+    # may need different numbers of forwards
+    model = unwrap(model).to(device).eval()
+    use_amp = device.type == "cuda"
+    rank, world = _distributed_world() if shard is not False else (0, 1)
+    n = len(inputs[0])
+    if n < world:   # too few rows to give each rank one: not worth a collective
+        rank, world = 0, 1
+    part = _shard(n, rank, world)
+    outs, multi = [], False
+    for i in range(part.start, part.stop, batch_size):
+        chunk = [t[i:min(i + batch_size, part.stop)].to(device) for t in inputs]
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = model(*chunk)
+        multi = isinstance(out, (tuple, list))
+        outs.append(tuple(o.float() for o in out) if multi else (out.float(),))
+    columns = [torch.cat(parts) for parts in zip(*outs)]
+    if world > 1:
+        counts = [_shard(n, r, world).stop - _shard(n, r, world).start for r in range(world)]
+        comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        columns = [_gather_rows(c.to(comm), counts) for c in columns]
+    columns = [c.cpu() for c in columns]
+    return tuple(columns) if multi else columns[0]
+
+
+def _gather_rows(local: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """All ranks' row blocks (sizes ``counts``, in rank order) concatenated, on every rank."""
+    padded = local.new_zeros((max(counts), *local.shape[1:]))
+    padded[:len(local)] = local
+    blocks = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(blocks, padded)
+    return torch.cat([b[:c] for b, c in zip(blocks, counts)])
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor, k: int = 1) -> float:
