@@ -2,6 +2,7 @@
 
     python bench/trainer.py                 # GPU: ResNet-18, CIFAR shape, 100 classes, batch 512
     python bench/trainer.py --compile       # also the trainer with torch.compile
+    python bench/trainer.py --augment       # also the trainer with on-device random_crop_flip(4)
     python bench/trainer.py --steps 3 --batch-size 64    # a quick look on CPU
 
 Reference (issue 2, one H100): plain fp32 loop 19.7k img/s, bf16 + channels_last 48.8k, with
@@ -19,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from common.trainer import TrainConfig, fit, pick_device
+from common.trainer import TrainConfig, fit, pick_device, random_crop_flip
 
 
 def resnet18_cifar(num_classes: int = 100) -> nn.Module:
@@ -53,7 +54,7 @@ def plain_loop(device, bs, warmup, steps) -> float:
     return bs * steps / (time.perf_counter() - t0)
 
 
-def project_trainer(device, bs, warmup, steps, compile_: bool) -> float:
+def project_trainer(device, bs, warmup, steps, compile_: bool, augment: bool = False) -> float:
     """common.trainer.fit on on-device synthetic data; images/s of the steps after warm-up."""
     torch.manual_seed(0)
     n = bs * (warmup + steps)
@@ -75,7 +76,7 @@ def project_trainer(device, bs, warmup, steps, compile_: bool) -> float:
         return F.cross_entropy(model(*inputs).float(), labels), {}
 
     with tempfile.TemporaryDirectory() as work:
-        fit(resnet18_cifar(), (x, y), cfg, work, step_fn=step)
+        fit(resnet18_cifar(), (x, y), cfg, work, step_fn=step, augment=random_crop_flip(4) if augment else None)
     _sync(device)
     # window from the start of step `warmup` to the start of the last step: steps - 1 full steps
     return bs * (steps - 1) / (marks[warmup + steps - 1] - marks[warmup])
@@ -87,6 +88,7 @@ def main():
     p.add_argument("--steps", type=int, default=None, help="measured steps (default 50 on GPU, 4 on CPU)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="also time the trainer with torch.compile")
+    p.add_argument("--augment", action="store_true", help="also time the trainer with random_crop_flip(4)")
     p.add_argument("--device", default="auto")
     a = p.parse_args()
     device = pick_device(a.device)
@@ -107,6 +109,9 @@ def main():
     if a.compile:
         comp = project_trainer(device, bs, warmup, steps, compile_=True)
         print(f"{'trainer + torch.compile':34s}{comp:10.1f} img/s   {comp / plain:.2f}x")
+    if a.augment:
+        aug = project_trainer(device, bs, warmup, steps, compile_=False, augment=True)
+        print(f"{'trainer + random_crop_flip(4)':34s}{aug:10.1f} img/s   {aug / plain:.2f}x")
     if gpu:
         print(f"target: trainer >= 2.3x the plain loop (0.9 x the H100 reference of 48.8k img/s); "
               f"here {ours / plain:.2f}x")
