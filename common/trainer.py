@@ -377,6 +377,8 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
     ``step_fn``), with the model in eval mode and the RNG untouched; the numbers go into the
     history and metrics.jsonl as ``eval_<name>``.
     """
+    if eval_data is None and (eval_fn is not None or eval_every):
+        raise ValueError("eval_fn / eval_every given without eval_data: pass the held-out tensors as eval_data")
     t0 = time.time()
     work_dir = Path(work_dir)
     device = pick_device(cfg.device)

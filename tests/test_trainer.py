@@ -272,6 +272,8 @@ def test_periodic_eval_recorded_model_back_in_train_mode_training_unchanged(tmp_
     assert res.history[-1]["eval_acc"] == accuracy(predict(res.model, [xe], device="cpu"), ye)
     # the same run without evaluation ends with the same weights (eval touched neither mode nor RNG)
     assert _same_weights(res.model, fit(train_tiny.model(0.3), (x, y), cfg, tmp_path / "no_eval").model)
+    with pytest.raises(ValueError, match="without eval_data"):
+        fit(train_tiny.model(0.3), (x, y), cfg, tmp_path / "x", eval_every=6)
 
 
 def test_default_eval_is_the_step_metrics_over_the_held_out_split(tmp_path):
