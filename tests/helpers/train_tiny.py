@@ -61,7 +61,7 @@ def main():
     cfg = TrainConfig(epochs=a.epochs, batch_size=32, lr=0.01, optimizer=a.optimizer, ckpt_every=a.ckpt_every,
                       log_every=a.log_every, device="cpu", seed=3, progress=False, schedule="cosine")
     res = fit(model(a.dropout), data(), cfg, a.work_dir, step_fn=step_fn,
-              eval_data=eval_data() if a.eval else None, eval_every=10)
+              eval_data=eval_data() if a.eval else None, eval_every=10 if a.eval else 0)
     rank = dist_info()[0]
     if a.predict_out:
         rows_seen = []   # rows this rank's model was asked to predict: shows the work was split
