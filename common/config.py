@@ -169,6 +169,7 @@ class TrainConfig:
     warmup_frac: float = param(0.0, ge=0, le=1)   # onecycle: fraction of steps to the peak
     ckpt_every: int = param(200, ge=1)      # steps between checkpoints (and one at the end)
     log_every: int = param(20, ge=1)
+    eval_every: int = param(0, ge=0)        # steps between evaluations of fit's eval_data (0: at the end only)
     device: str = param("auto", run_level="--device")   # auto | cpu | cuda | cuda:N, from the run
     amp: str = param("auto", choices=("auto", "bf16", "off"))        # auto: bf16 on CUDA
     channels_last: str = param("auto", choices=("auto", "on", "off"))  # auto: on CUDA

@@ -16,7 +16,8 @@ class DataError(UserFacingError, ValueError):
 
 
 class CheckpointError(UserFacingError, RuntimeError):
-    """A checkpoint folder that cannot be loaded: names it and says to delete it to retrain."""
+    """A checkpoint that cannot be loaded (names the folder to delete to retrain) or written (a full
+    disk: the previous checkpoint stays intact; free space and rerun)."""
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -42,10 +42,10 @@ import torch.nn.functional as F
 from common.config import TrainConfig  # noqa: F401  (defined torch-free, re-exported here)
 from common.checkpoint import (UnsafeCheckpointError, checkpoint_step, latest_checkpoint_dir, load_weights,
                                save_state_dict, write_checkpoint_dir)
-from common.errors import CheckpointError, RunInterrupted
+from common.errors import CheckpointError, RunInterrupted, UserFacingError
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserFacingError, RuntimeError):
     """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
 
 
@@ -364,7 +364,7 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
         desc: str = "train",
         augment: Callable | None = None,
         eval_data: Sequence[torch.Tensor] | None = None,
-        eval_every: int = 0,
+        eval_every: int | None = None,
         eval_fn: Callable | None = None) -> FitResult:
     """Train ``model`` on ``train`` (tuple of tensors, or a torch Dataset); resume from ``work_dir``.
 
@@ -377,6 +377,7 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
     ``step_fn``), with the model in eval mode and the RNG untouched; the numbers go into the
     history and metrics.jsonl as ``eval_<name>``.
     """
+    eval_every = cfg.eval_every if eval_every is None else eval_every
     if eval_data is None and (eval_fn is not None or eval_every):
         raise ValueError("eval_fn / eval_every given without eval_data: pass the held-out tensors as eval_data")
     t0 = time.time()
