@@ -341,6 +341,11 @@ def test_jax_as_torch_pytree_arguments_and_outputs():
     out = g(params, (x, labels), 1.5)
     assert set(out) == {"h", "picked", "argmax"} and out["argmax"].dtype == torch.int32
     assert not out["argmax"].requires_grad and out["h"].requires_grad
+    with torch.no_grad():                         # the path without autograd node gives the same values
+        plain = g(params, (x, labels), 1.5)
+    assert not plain["h"].requires_grad
+    for k in out:
+        np.testing.assert_array_equal(plain[k].numpy(), out[k].detach().numpy())
     cot = torch.arange(8.0).reshape(4, 2)
     ((out["h"] * cot).sum() + (out["picked"] ** 2).sum()).backward()
     assert params["b"].grad.dtype == torch.float64
