@@ -263,3 +263,24 @@ def test_variants_have_their_own_folder_and_only_selects_exactly(tmp_path):
     rec = run_experiment("trusttoy.exp@high", "default", out_root=tmp_path, seed=0)
     assert rec["metrics"]["value"] == 0.9 and (tmp_path / "trusttoy.exp@high" / "default" / "result.json").exists()
     assert "trusttoy.exp@high" in write_report(tmp_path, "default").read_text()
+
+
+def test_ctrl_c_is_one_message_exit_130_and_a_rerun_resumes(env_with_root, tmp_path):
+    import signal
+    import time
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "common.run", "demo.digits_cnn", "--seed", "0", "--out", str(out), "--device", "cpu",
+            "--set", "train.epochs=40", "--set", "train.ckpt_every=20"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_root)
+    deadline = time.time() + 120
+    while not list(out.glob("_work/*/ckpt/state.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted" in err and "Rerun the same command to resume from step" in err, err
+    step = int(err.split("resume from step ")[1].split(".")[0])
+    assert step > 0
+    r = subprocess.run(args, capture_output=True, text=True, env=env_with_root, timeout=300)
+    assert r.returncode == 0 and f"(step {step})" in r.stdout and "resumed" in r.stdout, r.stdout + r.stderr
