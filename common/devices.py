@@ -72,16 +72,21 @@ def _warn_once(message: str) -> None:
 
 
 def resolve_device(name: str = "auto", *, torch_cuda_count: int | None = None,
-                   jax_platforms: Sequence[str] | None = None, local_rank: int | None = None) -> DeviceChoice:
+                   jax_platforms: Sequence[str] | None = None, local_rank: int | None = None,
+                   for_jax: bool = True) -> DeviceChoice:
     """The device for torch and JAX from ``name``: "auto", "cpu", "cuda" / "gpu", or "cuda:<i>".
 
     ``torch_cuda_count`` (GPUs torch sees) and ``jax_platforms`` (JAX backends present) are looked
     up when None; tests pass them. ``local_rank`` (default: torchrun's LOCAL_RANK) picks the GPU of
-    this process under "auto" and "cuda", as common.trainer does.
+    this process under "auto" and "cuda", as common.trainer does. ``for_jax=False`` (torch-only
+    work, common.trainer) neither imports JAX nor asks anything of it: initialising JAX's GPU
+    backend would reserve GPU memory a torch-only run needs.
     """
     if torch_cuda_count is None:
         torch_cuda_count = _torch_cuda_count()
-    if jax_platforms is None:
+    if not for_jax:
+        jax_platforms = ("gpu",) if torch_cuda_count else ("cpu",)   # not asked: nothing to warn about
+    elif jax_platforms is None:
         jax_platforms = _jax_platforms()
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))

@@ -23,3 +23,8 @@ class CheckpointError(UserFacingError, RuntimeError):
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during training. A KeyboardInterrupt, so ``--all`` stops too; the message
     says from which step a rerun of the same command resumes."""
+
+
+class NonFiniteLossError(UserFacingError, RuntimeError):
+    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint (torch and
+    JAX loops alike)."""

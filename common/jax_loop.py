@@ -45,18 +45,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from common.errors import CheckpointError, RunInterrupted
+from common.errors import CheckpointError, NonFiniteLossError, RunInterrupted
 
 _RESERVED = ("step", "done", "images", "history")
-
-
-def __getattr__(name):
-    # One NonFiniteLossError for torch and JAX loops alike: the trainer's class, imported only when
-    # asked for, so that importing this module does not import torch.
-    if name == "NonFiniteLossError":
-        from common.trainer import NonFiniteLossError
-        return NonFiniteLossError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,16 +202,12 @@ def _last_good(work_dir: Path) -> str:
 
 def _checkpoint_step(work_dir: Path) -> int:
     """The step the last complete checkpoint holds (0 when there is none)."""
-    from common.checkpoint import latest_checkpoint_dir
+    from common.checkpoint import checkpoint_step, latest_checkpoint_dir
     d = latest_checkpoint_dir(work_dir)
-    try:
-        return int(json.loads((d / "state.json").read_text())["step"]) if d else 0
-    except Exception:
-        return 0
+    return (checkpoint_step(d) or 0) if d else 0
 
 
 def _non_finite(message: str):
-    from common.trainer import NonFiniteLossError
     return NonFiniteLossError(message)
 
 

@@ -42,11 +42,7 @@ import torch.nn.functional as F
 from common.config import TrainConfig  # noqa: F401  (defined torch-free, re-exported here)
 from common.checkpoint import (UnsafeCheckpointError, checkpoint_step, latest_checkpoint_dir, load_weights,
                                save_state_dict, write_checkpoint_dir)
-from common.errors import CheckpointError, RunInterrupted, UserFacingError
-
-
-class NonFiniteLossError(UserFacingError, RuntimeError):
-    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+from common.errors import CheckpointError, NonFiniteLossError, RunInterrupted  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass
@@ -70,14 +66,10 @@ def dist_info() -> tuple[int, int, int]:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist_info()[2])
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' asked for, but CUDA is not available here")
-    return dev
+    """The run's torch device: the same rule as JAX's (common.devices.resolve_device), without
+    asking JAX anything (a torch-only run must not initialise JAX's GPU backend)."""
+    from common.devices import resolve_device
+    return resolve_device(name, local_rank=dist_info()[2], for_jax=False).torch_device
 
 
 def _init_distributed(device: torch.device) -> bool:

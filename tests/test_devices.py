@@ -63,3 +63,15 @@ def test_this_machine_resolves_to_devices_that_exist():
     d = resolve_device("auto")
     assert d.jax_device.platform == d.jax_platform
     assert d.torch_device.type == d.platform
+
+
+def test_torch_only_choice_never_asks_jax(monkeypatch):
+    import common.devices as D
+
+    def boom():
+        raise AssertionError("JAX was asked")
+    monkeypatch.setattr(D, "_jax_platforms", boom)
+    assert D.resolve_device("cuda", torch_cuda_count=2, local_rank=1, for_jax=False).torch_device.index == 1
+    assert D.resolve_device("auto", torch_cuda_count=0, for_jax=False).platform == "cpu"
+    from common.trainer import pick_device
+    assert pick_device("cpu").type == "cpu" and pick_device("auto").type in ("cpu", "cuda")
