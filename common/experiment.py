@@ -303,6 +303,8 @@ def _run_seed(task: _SeedTask) -> dict:
     rank = int(os.environ.get("RANK", 0))
     ctx = RunContext(exp.name, task.preset, task.seed, task.device, task.data_root, Path(task.out_root), seed_dir,
                      exp.reported, is_main=(rank == 0))
+    if task.device == "cpu" and "jax" not in sys.modules:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")   # --device drives JAX too (set before JAX starts)
     t0 = time.time()
     out = {"seed": task.seed, "dir": seed_dir.name}
     try:
