@@ -167,7 +167,3 @@ def zoo_classifier(name: str, weights: str = "cached", n_classes: int = 1000) ->
     elif weights != "random":
         raise ValueError(f"weights must be 'cached' or 'random', got {weights!r}")
     return Preprocessed(model.eval(), IMAGENET_MEAN, IMAGENET_STD, size)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

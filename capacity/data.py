@@ -3,8 +3,10 @@
 ``ArraySource`` holds a dataset in memory (the digits, padded to the autoencoder's size);
 ``FolderSource`` reads a torchvision dataset lazily (ImageNet, any image folder), resizing the
 short side and centre-cropping (256 -> 224 at the paper preset, L1046). Both serve the same
-``batches(index_lists)`` so training and evaluation code is shared. Batch order is a permutation
-drawn from (seed, epoch) alone, so a resumed run sees the batches an uninterrupted one would.
+``batches(index_lists)`` (uint8 NHWC numpy, for the JAX stages and the evaluation) and both are
+map-style torch Datasets of ``(float CHW in [0, 1], label)`` (for ``common.trainer.fit``), so one
+object serves every stage. Training batch order comes from ``common.jax_loop.epoch_batches``
+(a function of (seed, epoch) alone, so a resumed run sees the batches an uninterrupted one would).
 """
 from __future__ import annotations
 
@@ -23,8 +25,15 @@ def pad_to(x: np.ndarray, size: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (t, size - h - t), (l, size - w - l), (0, 0)))
 
 
+def _as_torch_item(x: np.ndarray, y) -> tuple:
+    """One uint8 HWC image as the classifiers take it: float CHW in [0, 1], and its int label."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float() / 255.0, int(y)
+
+
 @dataclasses.dataclass
 class ArraySource:
+    """Images in memory: numpy batches by index lists, and a torch Dataset of single items."""
     x: np.ndarray          # uint8 NHWC
     y: np.ndarray          # int64 (or -1 when unlabeled)
 
@@ -39,6 +48,18 @@ class ArraySource:
         for idx in index_lists:
             idx = np.asarray(idx)
             yield self.x[idx], self.y[idx]
+
+    def subset(self, idx) -> "ArraySource":
+        return ArraySource(self.x[idx], self.y[idx])
+
+    def __getitem__(self, i: int):
+        return _as_torch_item(self.x[i], self.y[i])
+
+    def tensors(self):
+        """(images (N, C, H, W) float in [0, 1], labels (N,)): the whole set as two tensors, which
+        ``common.trainer.fit`` holds on the device (faster than a DataLoader for small sets)."""
+        import torch
+        return torch.from_numpy(self.x).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(self.y)
 
 
 class FolderSource:
@@ -61,6 +82,9 @@ class FolderSource:
         img = TF.center_crop(TF.resize(img.convert("RGB"), self.resize), self.crop)
         return np.asarray(img, dtype=np.uint8), int(label)
 
+    def __getitem__(self, i: int):
+        return _as_torch_item(*self._item(i))
+
     def batches(self, index_lists: Iterable[Sequence[int]]):
         from torch.utils.data import DataLoader
         items = _Items(self)
@@ -82,13 +106,6 @@ class _Items:
 
     def __getitem__(self, i):
         return self.src._item(i)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, start: int = 0) -> list[np.ndarray]:
-    """Index lists of one epoch (seeded permutation, ragged last batch dropped), from step ``start``."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    steps = max(1, n // batch_size)
-    return [perm[s * batch_size:(s + 1) * batch_size] for s in range(start, steps)]
 
 
 def ordered_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -1,7 +1,9 @@
 """The shared pipeline of every capacity experiment: data -> classifiers f_i -> A_S -> A_i ->
-one evaluation pass. Each stage lives in ``ctx.work_dir(stage, key)`` with a key made only of what
-determines it, so all capacity experiments (and reruns) share the trained models and the
-evaluation, and a changed setting trains afresh.
+one evaluation pass. Each stage lives in ``ctx.work_dir(stage, key, datasets)`` with a key made
+only of what determines it and the descriptions of exactly the datasets it reads, so all capacity
+experiments (and reruns, and other chapters through ``capacity.models.trained_models``, whatever
+else they loaded before) share the trained models and the evaluation, and a changed setting or
+dataset trains afresh.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from capacity.data import ArraySource, FolderSource, ordered_batches, pad_to
+from capacity.models import CapacityModels
 
 PAPER_LETTERS = {"lenet": "L", "alexnet": "A", "vgg16": "V", "resnet50": "R", "inception_v3": "I"}
 
@@ -49,56 +52,58 @@ def _limit(src, n, seed):
         return src
     idx = np.sort(np.random.default_rng(seed).permutation(len(src))[:n])
     if isinstance(src, ArraySource):
-        return ArraySource(src.x[idx], src.y[idx])
+        return src.subset(idx)
     from torch.utils.data import Subset
     return FolderSource(Subset(src.dataset, idx.tolist()), src.resize, src.crop, src.num_workers)
 
 
 def load_sources(cfg, ctx) -> dict:
-    """train (classifiers, fine-tuning), pretrain (A_S), eval (accuracy) and nmi (eval + extra)."""
+    """train (classifiers, fine-tuning), pretrain (A_S), eval (accuracy) and nmi (eval + extra), and
+    under "datasets" the description of the dataset behind each (the stages' work-folder identity).
+    Every dataset is loaded (and recorded in the run) here, before any stage asks for a folder."""
     from common.data import image_folder
-    train = _materialize(_limit(_source(ctx.load_dataset(cfg.dataset, cfg.train_split), cfg), cfg.max_train, 1), cfg)
-    ev = _materialize(_limit(_source(ctx.load_dataset(cfg.dataset, cfg.eval_split), cfg), cfg.max_eval, 2), cfg)
+    from capacity.config import check_config
+    check_config(cfg)
+    train_ds = ctx.load_dataset(cfg.dataset, cfg.train_split)
+    eval_ds = ctx.load_dataset(cfg.dataset, cfg.eval_split)
+    train = _materialize(_limit(_source(train_ds, cfg), cfg.max_train, 1), cfg)
+    ev = _materialize(_limit(_source(eval_ds, cfg), cfg.max_eval, 2), cfg)
+    described = {"train": train_ds.describe(), "eval": eval_ds.describe()}
     if cfg.pretrain_folder:
         root = Path(cfg.pretrain_folder)
         if not root.is_absolute() and ctx.data_root:
             root = Path(ctx.data_root) / root
         folder = image_folder(root, name="pretrain-folder")
         ctx.record_dataset(folder)
+        described["pretrain"] = folder.describe()
         pre = _materialize(_limit(_source(folder, cfg), cfg.max_pretrain, 3), cfg)
     else:
+        described["pretrain"] = described["train"]
         pre = train
     extra = None
     if cfg.nmi_extra_split == cfg.train_split and isinstance(train, ArraySource):
         extra = train
+        described["extra"] = described["train"]
     elif cfg.nmi_extra_split:
-        extra = _limit(_source(ctx.load_dataset(cfg.dataset, cfg.nmi_extra_split), cfg), cfg.max_train, 1)
+        extra_ds = ctx.load_dataset(cfg.dataset, cfg.nmi_extra_split)
+        described["extra"] = extra_ds.describe()
+        extra = _limit(_source(extra_ds, cfg), cfg.max_train, 1)
     if extra is not None and isinstance(ev, ArraySource) and isinstance(extra, ArraySource):
         nmi = ArraySource(np.concatenate([ev.x, extra.x]), np.concatenate([ev.y, extra.y]))
         is_eval = np.arange(len(nmi)) < len(ev)
     else:
         nmi, is_eval = ev, np.ones(len(ev), bool)
-    return {"train": train, "pretrain": pre, "eval": ev, "nmi": nmi, "is_eval": is_eval}
+    return {"train": train, "pretrain": pre, "eval": ev, "nmi": nmi, "is_eval": is_eval, "datasets": described}
 
 
-class TorchView:
-    """A source as a torch Dataset of (float CHW in [0, 1], label) for common.trainer.fit."""
-
-    def __init__(self, src):
-        self.src = src
-
-    def __len__(self):
-        return len(self.src)
-
-    def __getitem__(self, i):
-        import torch
-        x, y = next(iter(self.src.batches([[i]])))
-        return torch.from_numpy(x[0]).permute(2, 0, 1).float() / 255.0, int(y[0])
-
-
-def to_torch_tensors(src: ArraySource):
-    import torch
-    return torch.from_numpy(src.x).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(src.y)
+def _reads(sources, *roles) -> list:
+    """Descriptions of the datasets behind ``roles`` (each once, in order): a stage's ``datasets=``."""
+    out = []
+    for r in roles:
+        d = sources["datasets"].get(r)
+        if d is not None and d not in out:
+            out.append(d)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,9 +143,10 @@ def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict]:
                 model = Preprocessed(LeNet(c, cfg.n_classes, cfg.image_size), IMAGENET_MEAN, IMAGENET_STD)
             else:
                 model = digit_classifier(name, c, cfg.n_classes, cfg.image_size)
-            data = to_torch_tensors(train) if isinstance(train, ArraySource) else TorchView(train)
+            data = train.tensors() if isinstance(train, ArraySource) else train
             res = fit(model, data, ctx.train_config(cfg.train),
-                      ctx.work_dir(f"capacity-clf-{name}", _classifier_key(cfg, name)), desc=f"classifier {name}")
+                      ctx.work_dir(f"capacity-clf-{name}", _classifier_key(cfg, name), datasets=_reads(sources, "train")),
+                      desc=f"classifier {name}")
             model = res.model
             info[name] = {"source": "trained here", "steps": res.steps, "wall_s": res.wall_s}
         model = model.to(dev).eval()
@@ -177,17 +183,28 @@ def get_autoencoders(cfg, ctx, sources, classifiers) -> tuple[Any, dict, dict]:
     model = build_model(cfg, c)
     fns = make_finetune_fns(model, cfg.ae.momentum)
     v_s, st = pretrain_autoencoder(model, sources["pretrain"], cfg.ae,
-                                   ctx.work_dir("capacity-AS", _ae_key(cfg)), ctx.seed, progress=cfg.progress)
+                                   ctx.work_dir("capacity-AS", _ae_key(cfg), datasets=_reads(sources, "pretrain")),
+                                   ctx.seed, progress=cfg.progress)
     aes = {"A_S": v_s}
     info = {"A_S": {"final_mse": st["history"][-1]["loss"] if st.get("history") else None,
                     "lr_drops": st.get("lr_drops", []), "images": st.get("images")}}
     for name, clf in classifiers.items():
         v, st = finetune_decoder(model, v_s, clf, sources["train"], cfg.ae,
-                                 ctx.work_dir(f"capacity-A-{name}", _ft_key(cfg, name)), ctx.seed,
+                                 ctx.work_dir(f"capacity-A-{name}", _ft_key(cfg, name),
+                                              datasets=_reads(sources, "pretrain", "train")), ctx.seed,
                                  desc=f"fine-tune A_{short(name)}", progress=cfg.progress, fns=fns)
         aes[name] = v
         info[name] = {"final_ce": st["history"][-1]["loss"] if st.get("history") else None, "steps": st["step"]}
     return model, aes, info
+
+
+def train_models(cfg, ctx, sources) -> CapacityModels:
+    """Every trained model of the chapter (each stage trained once, then loaded from its folder)."""
+    from capacity.training import make_reconstruct
+    classifiers, clf_info = get_classifiers(cfg, ctx, sources)
+    model, aes, ae_info = get_autoencoders(cfg, ctx, sources, classifiers)
+    return CapacityModels(classifiers=classifiers, segnet=model, variables=aes, reconstruct=make_reconstruct(model),
+                          image_shape=tuple(sources["train"].image_shape), clf_info=clf_info, ae_info=ae_info)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,12 +226,12 @@ def evaluate(cfg, ctx) -> dict:
     import torch
     import jax
     from capacity.metrics import mutual_information, to_uint8
-    from capacity.training import make_reconstruct
 
-    wd = ctx.work_dir("capacity-eval", _eval_key(cfg))
     sources = load_sources(cfg, ctx)
-    classifiers, clf_info = get_classifiers(cfg, ctx, sources)
-    model, aes, ae_info = get_autoencoders(cfg, ctx, sources, classifiers)
+    models = train_models(cfg, ctx, sources)
+    classifiers, model, aes = models.classifiers, models.segnet, models.variables
+    clf_info, ae_info = models.clf_info, models.ae_info
+    wd = ctx.work_dir("capacity-eval", _eval_key(cfg), datasets=_reads(sources, "train", "pretrain", "eval", "extra"))
     if (wd / "eval.npz").exists() and (wd / "eval.json").exists():
         with np.load(wd / "eval.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -231,7 +248,7 @@ def evaluate(cfg, ctx) -> dict:
     if n_pair_items > n:
         raise ValueError(f"bc_pairs={cfg.bc_pairs} needs {n_pair_items} images, the nMI set has {n}")
     bs = cfg.eval_batch_size + cfg.eval_batch_size % 2          # even: pairs never straddle batches
-    rec = make_reconstruct(model)
+    rec = models.reconstruct
     n_in = 1 + len(ae_names)
     top1 = np.zeros((n_in, len(clf_names), n), bool)
     top5 = np.zeros((n_in, len(clf_names), n), bool)

@@ -29,7 +29,7 @@ def table_5_1(cfg, ctx) -> dict:
     from common.claims import bootstrap_ci
     ev = evaluate(cfg, ctx)
     clfs, aes = _names(ev)
-    out, rows = {"margin": cfg.margin}, []
+    out, rows = {}, []
     lows, diffs = [], []
     for j, n in enumerate(clfs):
         a = 2 + j                     # input index of A_n

@@ -15,7 +15,8 @@ from capacity.autoencoder import (SegNet, bottleneck_ratio, init_segnet, mask_to
 from capacity.metrics import (bc_nmi, bc_pairs, cr_min, fca_lattice, ic_nmi, mutual_information,  # noqa: E402
                               to_uint8)
 from capacity.segnet_torch import SegNetTorch, load_flax_variables  # noqa: E402
-from experiments.capacity import TAB_5_2, TAB_5_3, AEConfig  # noqa: E402
+from capacity.config import AEConfig  # noqa: E402
+from experiments.capacity import TAB_5_2, TAB_5_3  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,3 +171,102 @@ def test_finetune_updates_decoder_only_with_torch_gradients(tmp_path):
     assert st["done"] and st["step"] == 12 and not any(p.requires_grad for p in clf.parameters())
     v3, _ = finetune_decoder(m, v, clf, src, cfg, tmp_path, seed=0, progress=False)
     assert _tree_close(v2, v3)
+
+
+# --------------------------------------------------------------------------------------------------
+# claim checks on hand-made metrics, config ranges
+# --------------------------------------------------------------------------------------------------
+def _margin_claim():
+    from common.experiment import get
+    exp = get("capacity.tab5_1")
+    cfg = dataclasses.replace(exp.resolve_config("default"), classifiers=("lenet", "small"))
+    return next(c for c in exp.claims if "margin" in c.text), cfg
+
+
+def _diffs(**per):
+    m = {}
+    for n, (d, lo, hi) in per.items():
+        m[f"top1_{n}_diff"], m[f"top1_{n}_diff_lo"], m[f"top1_{n}_diff_hi"] = d, lo, hi
+    return m
+
+
+def test_margin_claim_is_two_sided_and_strict():
+    claim, cfg = _margin_claim()
+    assert cfg.margin == 2.0
+    inside = _diffs(lenet=(0.1, -1.5, 1.2), small=(-0.3, -1.9, 1.9))
+    assert claim.evaluate(inside, "default", cfg)["status"] == "PASS"
+    at_bound = _diffs(lenet=(0.1, -2.0, 1.2), small=(-0.3, -1.9, 1.9))      # exactly -margin: not inside
+    assert claim.evaluate(at_bound, "default", cfg)["status"] == "FAIL"
+    gain = _diffs(lenet=(3.8, 2.5, 5.0), small=(-0.3, -1.9, 1.9))           # a large gain is no "small margin"
+    assert claim.evaluate(gain, "default", cfg)["status"] == "FAIL"
+    assert claim.evaluate(gain, "default", dataclasses.replace(cfg, margin=6.0))["status"] == "PASS"
+    empty = _diffs(lenet=(float("nan"),) * 3, small=(-0.3, -1.9, 1.9))
+    assert claim.evaluate(empty, "default", cfg)["status"] == "SKIP"
+
+
+def test_config_ranges_and_cross_field_checks():
+    from capacity.config import CapacityConfig, check_config
+    from common.config import ConfigError
+    from common.experiment import get
+    exp = get("capacity.tab5_1")
+    for preset in ("smoke", "default", "paper"):
+        check_config(exp.resolve_config(preset))
+    for key, bad in (("ae.momentum", 1.0), ("bc_pairs", 0), ("zoo_weights", "imagenet"), ("margin", 0.0),
+                     ("ae.finetune_lr", float("inf"))):
+        with pytest.raises(ConfigError, match=key.split(".")[-1]):
+            exp.resolve_config("default", {key: bad})
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        check_config(CapacityConfig(image_size=28))                        # 3 poolings of 28 x 28
+    with pytest.raises(ConfigError, match="alexnet"):
+        check_config(CapacityConfig(classifiers=("lenet", "alexnet")))     # a zoo model without zoo=True
+
+
+# --------------------------------------------------------------------------------------------------
+# one in-memory source for numpy batches and torch training
+# --------------------------------------------------------------------------------------------------
+def test_array_source_serves_numpy_batches_and_torch_items():
+    src = _tiny_source(n=10, size=4)
+    xb, yb = next(src.batches([[3, 1]]))
+    assert xb.dtype == np.uint8 and np.array_equal(xb, src.x[[3, 1]]) and np.array_equal(yb, src.y[[3, 1]])
+    x, y = src[3]
+    assert x.shape == (1, 4, 4) and x.dtype == torch.float32 and y == int(src.y[3])
+    xs, ys = src.tensors()
+    assert torch.equal(xs[3], x) and torch.equal(ys, torch.from_numpy(src.y))
+    loader = torch.utils.data.DataLoader(src, batch_size=4, shuffle=False)    # a map-style torch Dataset
+    xl, yl = next(iter(loader))
+    assert torch.equal(xl, xs[:4]) and torch.equal(yl, ys[:4])
+    sub = src.subset(np.array([2, 5]))
+    assert np.array_equal(sub.x, src.x[[2, 5]]) and len(sub) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# trained_models: the public entry point for other chapters
+# --------------------------------------------------------------------------------------------------
+def _ctx(out_root, tmp):
+    from common.experiment import RunContext
+    return RunContext(experiment="adversarial.test", preset="smoke", seed=0, device="cpu", data_root=None,
+                      out_root=out_root, out_dir=tmp, reported={})
+
+
+def test_trained_models_trains_once_then_loads(tmp_path):
+    from capacity.models import CapacityModels, trained_models
+    from common.experiment import get
+    cfg = get("capacity.tab5_1").resolve_config("smoke")
+    out = tmp_path / "out"
+    m1 = trained_models(cfg, _ctx(out, tmp_path))
+    assert isinstance(m1, CapacityModels)
+    assert set(m1.classifiers) == set(cfg.classifiers) and set(m1.variables) == {"A_S", *cfg.classifiers}
+    work = {p: p.stat().st_mtime_ns for p in (out / "_work").rglob("*") if p.is_file()}
+    assert len({p.parts[len((out / "_work").parts)] for p in work}) == 1 + 2 * len(cfg.classifiers)
+    # a caller that loaded other data first still gets the same stages (each names the data it reads)
+    ctx2 = _ctx(out, tmp_path)
+    ctx2.load_dataset("easyvqa", "test")
+    m2 = trained_models(cfg, ctx2)
+    assert {p: p.stat().st_mtime_ns for p in (out / "_work").rglob("*") if p.is_file()} == work   # loaded only
+    assert _tree_close(m1.variables, m2.variables)
+    x = m1.autoencode("lenet", jnp.zeros((2, *m1.image_shape), jnp.uint8))
+    assert x.shape == (2, *m1.image_shape) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    clf = m2.classifiers["lenet"]
+    assert not clf.training and not any(p.requires_grad for p in clf.parameters())
+    logits = clf(torch.from_numpy(np.array(x)).permute(0, 3, 1, 2))
+    assert logits.shape == (2, cfg.n_classes)

@@ -31,12 +31,14 @@ def test_paper_preset_code_path_on_tiny_folder(tmp_path):
                  "ae.finetune_epochs": 1, "ae.ckpt_every": 2, "ae.log_every": 1, "progress": False,
                  "thresholds": (90.0,)}
     out = tmp_path / "out"
+    recs = {}
     for name in ("capacity.tab5_2", "capacity.fig5_6"):
-        rec = run_experiment(name, "paper", out_root=out, data_root=str(root), overrides=overrides)
-        assert rec["metrics"]
-    m = rec["metrics"]
-    assert "fca_concepts_t90" in m
-    r52 = json.loads((out / "capacity.tab5_2" / "paper" / "result.json").read_text())
+        recs[name] = run_experiment(name, "paper", out_root=out, data_root=str(root), overrides=overrides)
+        assert recs[name]["metrics"]
+    assert "fca_concepts_t90" in recs["capacity.fig5_6"]["metrics"]
+    written = sorted((out / "capacity.tab5_2").glob("paper+set-*/result.json"))   # --set runs: their own folder
+    assert len(written) == 1
+    r52 = json.loads(written[0].read_text())
     m52 = r52["metrics"]
     for j in ("lenet", "resnet50"):
         assert 0.0 <= m52[f"acc_{j}_on_A_{j}"] <= 100.0
