@@ -1,6 +1,7 @@
 """Tests of vqa/ (thesis 000, ch. 4): model split, matching, VQA accuracy, loader, smoke runs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def test_smoke_runs_share_models(tmp_path):
     assert m["ensemble_estimate"] == pytest.approx(s * m["acc_P_P"] + (1 - s) * m["acc_NP_NP"])
     assert m["gap_omega_minus_ensemble"] == pytest.approx(m["acc_omega_all"] - m["ensemble_estimate"], abs=1e-3)
     assert {c["status"] for c in r1["claims"]} <= {"PASS", "FAIL"}
-    assert (tmp_path / "vqa.tab4_2" / "smoke" / "tab4_2_brackets.png").exists()
+    assert (tmp_path / "vqa.tab4_2" / "smoke" / "seed-0" / "tab4_2_brackets.png").exists()   # figures per seed
     assert sum(r2["metrics"][f"n_classes_b{b}"] for b in (1, 2, 3)) == 11             # easy-VQA NP classes
     for name in ("vqa.fig4_1", "vqa.matching"):
         r = run_experiment(name, "smoke", out_root=tmp_path, device="cpu")
@@ -224,3 +225,81 @@ def test_paper_preset_end_to_end_on_fixture(tmp_path):
     assert t2["metrics"]["n_classes_b1"] == 0          # < 30 matches everywhere: the paper rule drops all
     assert run_experiment("vqa.fig4_1", "paper", out_root=tmp_path, data_root=str(FIXTURE_ROOT), device="cpu",
                           overrides=fast)["metrics"]["n_classes"] == 8
+
+
+# ------------------------------------------------------------------------------------------------
+# Claim checks on hand-made metrics (each case is one the former point-estimate checks passed)
+# ------------------------------------------------------------------------------------------------
+def _claim(exp_name: str, fragment: str):
+    from common.experiment import get
+    exp = get(exp_name)
+    return next(c for c in exp.claims if fragment in c.text), exp.resolve_config("default")
+
+
+def _gaps(**gaps):
+    m = {"acc_omega_all": 60.0, "ensemble_estimate": 59.8}
+    for k, (mean, lo, hi) in gaps.items():
+        m[f"gap_{k}"], m[f"gap_{k}_lo"], m[f"gap_{k}_hi"] = mean, lo, hi
+    return m
+
+
+def test_bracket_ordering_needs_separated_intervals_and_skips_empty_brackets():
+    claim, cfg = _claim("vqa.tab4_2", "decrease with coverage")
+    touching = {"acc_b1": 40.01, "acc_b1_lo": 35.0, "acc_b1_hi": 45.0, "acc_b2": 40.00, "acc_b2_lo": 35.0,
+                "acc_b2_hi": 45.0, "acc_b3": 39.99, "acc_b3_lo": 35.0, "acc_b3_hi": 45.0}
+    assert claim.evaluate(touching, "default", cfg)["status"] == "FAIL"    # point estimates are in order
+    apart = dict(touching, acc_b1_lo=46.0, acc_b1_hi=50.0, acc_b3_lo=30.0, acc_b3_hi=34.0)
+    assert claim.evaluate(apart, "default", cfg)["status"] == "PASS"
+    empty = dict(apart, acc_b2=float("nan"), acc_b2_lo=float("nan"), acc_b2_hi=float("nan"))
+    r = claim.evaluate(empty, "default", cfg)
+    assert r["status"] == "SKIP" and "b2" in r["detail"]
+    b1_b3, _ = _claim("vqa.tab4_2", "best-covered bracket")
+    assert b1_b3.evaluate(dict(empty, acc_b3_hi=float("nan")), "default", cfg)["status"] == "SKIP"
+
+
+def test_baseline_not_below_ensemble_needs_evidence():
+    claim, cfg = _claim("vqa.tab4_1", "weighted ensemble")
+    wide = _gaps(omega_minus_ensemble=(0.2, -9.0, 3.0))          # contains 0: no evidence either way
+    assert claim.evaluate(wide, "default", cfg)["status"] == "FAIL"
+    tight = _gaps(omega_minus_ensemble=(0.18, -0.1, 0.45))        # the thesis' 0.2 p.p. with paper-size noise
+    assert claim.evaluate(tight, "default", cfg)["status"] == "PASS"
+    # the bound is the config's, not a constant: a tighter margin fails the same interval
+    tighter = dataclasses.replace(cfg, not_worse_tol=0.05)
+    assert claim.evaluate(tight, "default", tighter)["status"] == "FAIL"
+
+
+def test_p_only_clearly_better_than_baseline_fails_not_worse_half():
+    claim, cfg = _claim("vqa.tab4_1", "P-only model is close")
+    better = _gaps(P_minus_omega_on_P=(1.5, -0.2, 1.9))          # within ±close_tol, P-only 1.5 p.p. better
+    r = claim.evaluate(better, "default", cfg)
+    assert r["status"] == "FAIL" and "not worse on P: P-only − baseline on P upper bound 1.9" in r["detail"]
+    loose = dataclasses.replace(cfg, close_tol=5.0)               # the "close" half passes: this half decides
+    for gap in ((1.5, -0.5, 3.5), (1.5, 1.1, 1.9)):
+        assert claim.evaluate(_gaps(P_minus_omega_on_P=gap), "default", loose)["status"] == "FAIL"
+    thesis = _gaps(P_minus_omega_on_P=(-0.8, -1.1, -0.5))        # Tab 4.1: 79.6 vs 80.4
+    assert claim.evaluate(thesis, "default", cfg)["status"] == "PASS"
+    wide = _gaps(P_minus_omega_on_P=(-0.5, -2.5, 1.5))            # not close: the first half fails
+    assert claim.evaluate(wide, "default", cfg)["status"] == "FAIL"
+
+
+def test_claims_read_tolerances_from_the_config_not_the_metrics():
+    close, cfg = _claim("vqa.tab4_1", "NP-only model is close")
+    m = _gaps(NP_minus_omega_on_NP=(0.2, -1.5, 1.8))
+    assert close.evaluate(m, "default", cfg)["status"] == "PASS"
+    assert close.evaluate(m, "default", dataclasses.replace(cfg, close_tol=1.0))["status"] == "FAIL"
+    below, _ = _claim("vqa.tab4_1", "well below")
+    m = _gaps(hybrid_minus_NP_on_NP=(-22.9, -24.0, -21.5))
+    assert below.evaluate(m, "default", cfg)["status"] == "PASS"
+    assert below.evaluate(m, "default", dataclasses.replace(cfg, well_below=22.0))["status"] == "FAIL"
+
+
+def test_config_ranges_refuse_bad_values_before_any_work():
+    from common.config import ConfigError
+    from common.experiment import get
+    exp = get("vqa.tab4_1")
+    for key, bad in (("bracket_rule", "thirds"), ("heldout_fraction", 1.0), ("model.dropout", 1.0),
+                     ("n_boot", 0), ("close_tol", float("nan")), ("dataset", "vqa1")):
+        with pytest.raises(ConfigError, match=key.split(".")[-1]):
+            exp.resolve_config("default", {key: bad})
+    for preset in ("smoke", "default", "paper"):
+        exp.resolve_config(preset)

@@ -91,7 +91,7 @@ def table_4_1(cfg: VQAConfig, ctx) -> dict:
     out = {
         "acc_omega_all": pct(sc["omega"]), "acc_omega_P": pct(sc["omega"][P]), "acc_omega_NP": pct(sc["omega"][NP]),
         "acc_P_P": pct(sc["P"][P]), "acc_NP_NP": pct(sc["NP"][NP]), "acc_hybrid_NP": pct(sc["hybrid"][NP]),
-        "polar_share_eval": 100.0 * s, "close_tol": cfg.close_tol, "well_below": cfg.well_below,
+        "polar_share_eval": 100.0 * s,
     }
     out["ensemble_estimate"] = s * out["acc_P_P"] + (1 - s) * out["acc_NP_NP"]
     # the same estimate per sample: the specialised model of each sample's polarity
