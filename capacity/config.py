@@ -55,6 +55,10 @@ class CapacityConfig:
         epochs=5, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
     ae: AEConfig = dataclasses.field(default_factory=AEConfig)
 
+    def validate(self) -> None:
+        """Called by common.config.validate when a run's config is resolved (CLI: exit 2)."""
+        check_config(self)
+
 
 def check_config(cfg: CapacityConfig) -> None:
     """The checks ``param`` cannot express (they relate fields): raise ConfigError before any stage

@@ -63,7 +63,9 @@ def load_sources(cfg, ctx) -> dict:
     Every dataset is loaded (and recorded in the run) here, before any stage asks for a folder."""
     from common.data import image_folder
     from capacity.config import check_config
+    from common.jax_loop import maybe_init_distributed
     check_config(cfg)
+    maybe_init_distributed()   # under torchrun / SLURM: JAX joins the other processes before any JAX work
     train_ds = ctx.load_dataset(cfg.dataset, cfg.train_split)
     eval_ds = ctx.load_dataset(cfg.dataset, cfg.eval_split)
     train = _materialize(_limit(_source(train_ds, cfg), cfg.max_train, 1), cfg)

@@ -97,11 +97,12 @@ def interval_below(hi: float, threshold: float, what: str = "interval", of: str 
 
 
 def interval_within(lo: float, hi: float, tol: float, what: str = "difference") -> Verdict:
-    """Equivalence: PASS when the whole interval of a difference lies inside [-tol, +tol]. A wide
-    interval that merely contains 0 does not pass (absence of evidence is not evidence)."""
+    """Equivalence: PASS when the whole interval of a difference lies strictly inside (-tol, +tol).
+    A wide interval that merely contains 0 does not pass (absence of evidence is not evidence), and
+    a bound exactly at the tolerance is not inside it."""
     if _nan(lo, hi):
         return None, f"{what}: no interval (empty set)"
-    return (-tol <= lo and hi <= tol), f"{what} interval [{_fmt(lo)}, {_fmt(hi)}] inside ±{_fmt(tol)}"
+    return (-tol < lo and hi < tol), f"{what} interval [{_fmt(lo)}, {_fmt(hi)}] strictly inside ±{_fmt(tol)}"
 
 
 def intervals_descending(named: Sequence[tuple[str, float, float]]) -> Verdict:

@@ -10,8 +10,10 @@ Fields declare their valid values where they are defined, with ``param``::
     lr: float = param(1e-3, gt=0)
     optimizer: str = param("adam", choices=("sgd", "adam"))
 
-``validate(cfg)`` checks every field (non-finite floats are always refused) and is called when a
-run's config is resolved, before anything is trained or written. A field set by the run itself
+``validate(cfg)`` checks every field (non-finite floats are always refused), then calls the config's
+own ``validate()`` method if it has one (checks that relate fields, e.g. an image size that the
+autoencoder's poolings must divide); it runs when a run's config is resolved, before anything is
+trained or written. A field set by the run itself
 (``param(0, run_level="--seed")``) cannot be overridden with ``--set``: the error points to the flag.
 """
 from __future__ import annotations
@@ -63,6 +65,8 @@ def validate(cfg: Any, prefix: str = "") -> Any:
             validate(value, key + ".")
         elif _bad(value, f.metadata):
             raise ConfigError(f"config key '{key}' = {value!r} is invalid: must be {_range_text(f.metadata)}")
+    if callable(getattr(type(cfg), "validate", None)):   # checks that relate fields, defined by the config
+        cfg.validate()
     return cfg
 
 

@@ -37,3 +37,12 @@ def test_parse_set_args():
     assert parse_set_args(["a.b=1", "c= x"]) == {"a.b": "1", "c": "x"}
     with pytest.raises(ConfigError):
         parse_set_args(["novalue"])
+
+
+def test_config_validate_hook_runs_at_resolve_time():
+    """A check that relates fields (defined by the config) refuses the value before any work."""
+    from common.experiment import get
+    exp = get("capacity.tab5_1")
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        exp.resolve_config("default", {"image_size": "28"})
+    assert exp.resolve_config("default", {"image_size": "40"}).image_size == 40

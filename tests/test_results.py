@@ -107,6 +107,7 @@ def test_claim_helpers():
     m = {"a": 3.0, "b": 2.0, "c": 1.0}
     # intervals, not point estimates: a wide interval around 0 is not "within", touching is not "above"
     assert C.interval_within(-1.0, 1.0, 2.0)[0] and not C.interval_within(-9.0, 3.0, 2.0)[0]
+    assert not C.interval_within(-2.0, 1.0, 2.0)[0]              # -2.00 against a 2.0 margin is not inside
     assert not C.interval_above(2.0, 2.0)[0] and C.interval_above(2.01, 2.0)[0]
     assert C.interval_below(1.0, 2.0)[0] and not C.interval_below(2.0, 2.0)[0]
     assert C.intervals_descending([("b1", 40.0, 41.0), ("b2", 30.0, 39.9)])[0]
