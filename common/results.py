@@ -196,12 +196,18 @@ def promote(staging: Path, final: Path) -> None:
         except (OSError, ValueError):
             pass
         stamp = old.get("provenance", {}).get("started_utc") or utc_stamp()
-        archive = final.parent / ".archive" / f"{final.name}-{stamp}"
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        if archive.exists():
-            archive = archive.with_name(archive.name + f"-{os.getpid()}")
-        os.replace(final, archive)
+        os.replace(final, _archive_path(final, stamp))
     os.replace(staging, final)
+
+
+def _archive_path(final: Path, stamp: str) -> Path:
+    """A free ``.archive/<preset>-<stamp>[-n]`` folder name (several runs may start in one second)."""
+    base = final.parent / ".archive" / f"{final.name}-{stamp}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, n = base, 1
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
 
 
 def mark_failed(staging: Path, final: Path, error: str) -> Path | None:
@@ -236,9 +242,7 @@ def recover_staging(out_root: Path) -> None:
         if not (p / "result.json").exists():
             shutil.rmtree(p, ignore_errors=True)
         elif final.exists() and _started(final) > _started(p):   # a newer result is already in place
-            archive = final.parent / ".archive" / f"{final.name}-{_started(p)}"
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, archive if not archive.exists() else archive.with_name(archive.name + f"-{os.getpid()}"))
+            os.replace(p, _archive_path(final, _started(p)))
         else:
             promote(p, final)
 

@@ -132,3 +132,11 @@ def test_threads_are_set_for_the_run_and_restored(tmp_path):
     assert rec["metrics"]["threads_seen"] == want                      # the function ran with them
     assert rec["provenance"]["device"]["torch_threads"] == want        # and provenance says so
     assert torch.get_num_threads() == before                           # restored afterwards
+
+
+def test_several_results_in_one_second_are_all_archived(tmp_path):
+    for s in range(4):      # four runs finishing within the same second: every earlier one archived
+        run_experiment("toy.exp", "default", out_root=tmp_path, seed=s)
+    archived = sorted(json.loads(p.read_text())["provenance"]["seed"]
+                      for p in (tmp_path / "toy.exp" / ".archive").glob("default-*/result.json"))
+    assert archived == [0, 1, 2]
