@@ -86,14 +86,14 @@ def interval_above(lo: float, threshold: float, what: str = "interval", of: str 
     """PASS when the whole interval lies above ``threshold`` (its lower bound is > it)."""
     if _nan(lo, threshold):
         return None, f"{what}: no interval (empty set)"
-    return lo > threshold, f"{what} lower bound {_fmt(lo)} > {of} {_fmt(threshold)}"
+    return lo > threshold, f"{what} lower bound {_fmt(lo)} > {(of + ' ') if of else ''}{_fmt(threshold)}"
 
 
 def interval_below(hi: float, threshold: float, what: str = "interval", of: str = "threshold") -> Verdict:
     """PASS when the whole interval lies below ``threshold`` (its upper bound is < it)."""
     if _nan(hi, threshold):
         return None, f"{what}: no interval (empty set)"
-    return hi < threshold, f"{what} upper bound {_fmt(hi)} < {of} {_fmt(threshold)}"
+    return hi < threshold, f"{what} upper bound {_fmt(hi)} < {(of + ' ') if of else ''}{_fmt(threshold)}"
 
 
 def interval_within(lo: float, hi: float, tol: float, what: str = "difference") -> Verdict:

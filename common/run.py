@@ -152,7 +152,7 @@ def _print_summary(record, args) -> None:
     prov = record["provenance"]
     std = record.get("metrics_std") or {}
     print(f"\n== {record['experiment']} ({args.preset}, seeds {','.join(map(str, prov['seeds']))}) in "
-          f"{prov['wall_time_s']:.1f} s -> {os.path.join(args.out, record['experiment'], args.preset)}")
+          f"{prov['wall_time_s']:.1f} s over its seeds -> {os.path.join(args.out, record['experiment'], args.preset)}")
     for st in next(iter(prov.get("stages", {}).values()), []):
         print(f"   stage {st['stage']}: {st['status']}" + (f" (step {st['step']})" if st.get("step") else "")
               + f" in {st['folder']}")

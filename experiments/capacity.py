@@ -85,7 +85,7 @@ def _diag_100(m, cfg=None):
 
 def _ic_highest(m, cfg=None):
     ok, detail = interval_above(m["ic_nmi_gap_lo"], 0.0, "95% bootstrap interval of IC-nMI(A_S) - IC-nMI(best A_i)",
-                                "0")
+                                "")
     return ok, f"IC-nMI A_S = {m['ic_nmi_A_S']:.3f} vs best fine-tuned {m['ic_nmi_best_ft']:.3f}; {detail}"
 
 

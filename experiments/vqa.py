@@ -79,7 +79,7 @@ GAP_NAMES = {"P_minus_omega_on_P": "P-only − baseline on P", "NP_minus_omega_o
 def _close(key):
     def check(m, cfg):
         ok, detail = interval_within(m[f"gap_{key}_lo"], m[f"gap_{key}_hi"], cfg.close_tol,
-                                     "95 % paired bootstrap interval")
+                                     "95 % paired bootstrap")
         return ok, f"{GAP_NAMES[key]} = {_f(m, f'gap_{key}')} p.p.; {detail} p.p."
     return check
 
