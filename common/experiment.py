@@ -383,7 +383,14 @@ def run_experiments(names: Sequence[str], preset: str = "default", *, out_root: 
             futures = {pool.submit(_run_lane, lane): lane for lane in lane_list}
             try:
                 for fut in cf.as_completed(futures):
-                    for task, rec in zip(futures[fut], fut.result()):
+                    try:
+                        recs = fut.result()
+                    except Exception as e:   # the worker died (killed for memory, say): its lane failed
+                        recs = [{"seed": t.seed, "dir": Path(t.seed_dir).name, "error": traceback.format_exc(),
+                                 "user_facing": False, "wall_time_s": 0.0,
+                                 "message": f"the worker process running it died ({type(e).__name__}: {e})"}
+                                for t in futures[fut]]
+                    for task, rec in zip(futures[fut], recs):
                         results[task.experiment].append(rec)
                         finish_if_complete(task.experiment)
             except BaseException:

@@ -284,3 +284,20 @@ def test_ctrl_c_is_one_message_exit_130_and_a_rerun_resumes(env_with_root, tmp_p
     assert step > 0
     r = subprocess.run(args, capture_output=True, text=True, env=env_with_root, timeout=300)
     assert r.returncode == 0 and f"(step {step})" in r.stdout and "resumed" in r.stdout, r.stdout + r.stderr
+
+
+def toy_dies(cfg, ctx):
+    if ctx.seed == 1:
+        os._exit(9)          # a worker killed mid-run (e.g. for memory)
+    return {"acc": 70.0}
+
+
+register(Experiment(name="trustdies.exp", target="tests.test_trust:toy_dies", config=ToyConfig,
+                    presets={"smoke": {}, "default": {}, "paper": {}}))
+
+
+def test_a_dead_worker_fails_its_experiment_not_the_run(tmp_path):
+    out = E.run_experiments(["trustdies.exp", "trusttoy.exp"], "default", out_root=tmp_path, seeds=[0, 1], jobs=2)
+    assert isinstance(out["trustdies.exp"], ExperimentFailed) and "worker process" in str(out["trustdies.exp"])
+    assert not (tmp_path / "trustdies.exp" / "default").exists()
+    assert list((tmp_path / "trustdies.exp").glob("default.failed-*/error.txt"))
