@@ -272,13 +272,15 @@ def test_ctrl_c_is_one_message_exit_130_and_a_rerun_resumes(env_with_root, tmp_p
     # a wide CNN (slow steps) so that Ctrl-C lands mid-training, right after the first checkpoint
     args = [sys.executable, "-m", "common.run", "demo.digits_cnn", "--seed", "0", "--out", str(out), "--device", "cpu",
             "--set", "width=128", "--set", "train.epochs=8", "--set", "train.ckpt_every=10"]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_root)
+    # a background job (CI, nohup) inherits SIGINT ignored, and Python then installs no handler: reset it
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_root,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(out.glob("_work/*/ckpt/state.json")) and time.time() < deadline:
         time.sleep(0.05)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert p.returncode == 130 and "Traceback" not in err, (p.returncode, err[-2000:])
     assert "interrupted" in err and "Rerun the same command to resume from step" in err, err
     step = int(err.split("resume from step ")[1].split(".")[0])
     assert step > 0
