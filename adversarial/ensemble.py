@@ -1,0 +1,105 @@
+"""The models under attack, all torch modules on [0, 1] NCHW images returning logits:
+
+- f_i: capacity's frozen classifier (the vulnerable baseline);
+- StSNet f_i o A_i (6.2.1): the classifier behind the autoencoder fine-tuned for it; f_R o A_S
+  behind the pre-trained one;
+- BPDA f_i o A_i (Fig 6.5, the note's reading): forward through the whole ensemble, backward
+  through the classifier only: the gradient of the loss w.r.t. the reconstruction A(x) is applied
+  to x as if A were the identity (straight-through).
+
+Gradients must flow through the JAX autoencoder. Two ways, same numbers (tests/test_adversarial.py
+checks outputs and input gradients agree): ``"torch"`` copies the Flax weights into capacity's torch
+twin of the SegNet (capacity/segnet_torch.py) and stays in torch autograd; ``"bridge"`` calls the
+jitted Flax forward through ``common.bridge.jax_as_torch``. bench/attacks.py times both; "torch"
+is the default (faster on CPU: no DLPack crossing and no VJP closure per call, see the README).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn as nn
+
+
+class TorchAutoencoder(nn.Module):
+    """A (Flax variables) as capacity's torch SegNet twin, frozen, eval mode (batch-norm statistics)."""
+
+    def __init__(self, segnet, variables, channels: int):
+        super().__init__()
+        from capacity.segnet_torch import SegNetTorch, load_flax_variables
+        net = SegNetTorch(tuple(segnet.widths), tuple(segnet.convs), channels, channels)
+        self.net = load_flax_variables(net, variables).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class BridgeAutoencoder(nn.Module):
+    """A as the jitted Flax forward inside torch autograd (common.bridge.jax_as_torch)."""
+
+    def __init__(self, segnet, variables):
+        super().__init__()
+        import jax.numpy as jnp
+        from common.bridge import jax_as_torch
+
+        def fwd(x_nchw):
+            y = segnet.apply(variables, jnp.transpose(x_nchw, (0, 2, 3, 1)), train=False)
+            return jnp.transpose(y, (0, 3, 1, 2))
+        self._fn = jax_as_torch(fwd)
+
+    def forward(self, x):
+        return self._fn(x.contiguous())
+
+
+class Composite(nn.Module):
+    """f o A. ``straight_through``: backward skips A (d x_hat / d x := identity), Fig 6.5."""
+
+    def __init__(self, classifier: nn.Module, autoencoder: nn.Module, straight_through: bool = False):
+        super().__init__()
+        self.classifier, self.autoencoder, self.straight_through = classifier, autoencoder, straight_through
+
+    def reconstruct(self, x):
+        r = self.autoencoder(x)
+        if self.straight_through:
+            r = x + (r - x).detach()    # value A(x), gradient to x = gradient at A(x)
+        return r
+
+    def forward(self, x):
+        return self.classifier(self.reconstruct(x))
+
+
+@dataclasses.dataclass
+class Ensemble:
+    """Every model the chapter attacks, by name, and the autoencoders alone (Tab 6.1)."""
+    models: dict            # "f_R", "f_I", "f_R o A_R", "f_I o A_I", "f_R o A_S", "BPDA f_R o A_R", ...
+    autoencoders: dict      # "A_R", "A_I", "A_S" -> torch module [0, 1] NCHW -> [0, 1] NCHW
+    names: dict             # role letter -> capacity classifier name ("R": "residual")
+
+
+def autoencoder_module(backend: str, segnet, variables, channels: int) -> nn.Module:
+    if backend == "torch":
+        return TorchAutoencoder(segnet, variables, channels)
+    if backend == "bridge":
+        return BridgeAutoencoder(segnet, variables)
+    raise ValueError(f"unknown ae_backend '{backend}' (torch or bridge)")
+
+
+def build_ensemble(models, role_names: dict, backend: str = "torch") -> Ensemble:
+    """``models``: capacity's CapacityModels; ``role_names``: {"R": name, "I": name}."""
+    channels = models.image_shape[-1]
+    dev = next(next(iter(models.classifiers.values())).parameters()).device
+    aes = {"A_S": autoencoder_module(backend, models.segnet, models.variables["A_S"], channels).to(dev)}
+    out = {}
+    for role, name in role_names.items():
+        f = models.classifiers[name]
+        a = autoencoder_module(backend, models.segnet, models.variables[name], channels).to(dev)
+        aes[f"A_{role}"] = a
+        out[f"f_{role}"] = f
+        out[f"f_{role} o A_{role}"] = Composite(f, a)
+        out[f"BPDA f_{role} o A_{role}"] = Composite(f, a, straight_through=True)
+    out["f_R o A_S"] = Composite(models.classifiers[role_names["R"]], aes["A_S"])
+    for m in out.values():
+        m.eval()
+    return Ensemble(models=out, autoencoders=aes, names=dict(role_names))
