@@ -1,0 +1,70 @@
+"""Config of the SSAL chapter (no torch here: experiments/auxiliary.py imports it at load time).
+
+One dataclass for every experiment of the chapter, so that experiments that train the same model
+(the baseline, the three-branch SSAL model) ask for the same work folder and share it."""
+from __future__ import annotations
+
+import dataclasses
+
+from common.config import ConfigError, TrainConfig, param
+
+ARCHS = ("resnet_mini", "resnet18", "resnet50", "resnet50_imagenet", "wrn28-10", "se-wrn16-8",
+         "densenet-bc100-12", "densenet190-40")
+TAB_7_2_ROWS = ("ResNet", "WideResNet", "DeepResNet", "DWRResNet", "GapCatNoSSAL", "CatFCNoSSAL", "LinearComb",
+                "SSAL x1", "SSAL x3")
+
+
+@dataclasses.dataclass
+class SSALConfig:
+    dataset: str = "twodigit100"          # paper: cifar100 (Fig 7.3, 7.4, Tab 7.1, 7.3), tiny-imagenet (Tab 7.2)
+    train_split: str = "train"
+    test_split: str = "test"              # CIFAR100's official test split is the thesis' "validation" (L521)
+    holdout_frac: float = param(0.2, gt=0, lt=1)   # part of train held out for the grouping's confusion matrix
+    downsample: int = param(2, ge=1)      # average-pool the images by this factor (28x56 -> 14x28 on 2 cores)
+    max_train: int = param(0, ge=0)       # 0 = all (tests: a tiny fixture)
+    max_test: int = param(0, ge=0)
+    arch: str = param("resnet_mini", choices=ARCHS)
+    archs: tuple = ("resnet_mini",)       # Tab 7.3's architectures
+    mini_widths: tuple = (16, 32, 64)     # resnet_mini: one basic block per stage
+    branch_layout: str = param("config", choices=("config", "thesis"))   # thesis: Tab A.2-A.5 reconstructed
+    branch_kind: str = param("conv", choices=("conv", "inception"))      # Fig 7.3 | Tab 7.1 branch type
+    branch_convs: tuple = (16, 16, 32, 32)   # conv branch: 3x3 conv+BN+ReLU channels (Tab A.2: 128, 128, 256, 256)
+    branch_hidden: int = param(32, ge=0)     # conv branch FC (Tab A.2: 256)
+    branch_stride: int = param(2, ge=1)      # first conv of a branch at g1 (Tab A.3's AuxNet1: stride 2)
+    inception_width: int = param(8, ge=1)
+    fig7_3_groups: tuple = (2, 4, 10, 20)
+    fig7_3_point: str = "g1"              # "before the first residual block" (L1713)
+    three_groups: tuple = (20, 33, 50)    # Tab 7.3 (Tab 7.1: 20, 30, 50)
+    three_points: tuple = ("g1", "g2", "g3")
+    single_point: str = "g2"              # Tab 7.2's SSAL x1: "after the first residual block"
+    eta: float = param(1.0, gt=0, le=1)   # Eq 7.5 exponent with more than one branch (Tab 7.1: 0.3 / 0.4 / 1.0)
+    lambdas: tuple = ()                   # Eq 7.4 (lambda_f, lambda_1, ...); () = all 1
+    similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
+    seeding: str = param("thesis", choices=("thesis", "farthest"))
+    tab7_2_rows: tuple = TAB_7_2_ROWS
+    n_random_partitions: int = param(200, ge=10)
+    n_boot: int = param(1000, ge=100)
+    tol: float = param(1.0, ge=0)         # p.p. tolerance of "+JP >= +TR >= baseline" (note: thesis' own exceptions)
+    n_cam_examples: int = param(4, ge=1)
+    augment: bool = False                 # random crop + flip (CIFAR); off for digits: a flip changes the number
+    eval_batch_size: int = param(500, ge=1)
+    progress_bars: bool = True
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
+        epochs=6, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
+        weight_decay=0.0, ckpt_every=400, log_every=20))
+    lc_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
+        epochs=5, batch_size=256, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
+
+    def validate(self) -> None:
+        for a in self.archs:
+            if a not in ARCHS:
+                raise ConfigError(f"archs: unknown architecture '{a}' (choose from {', '.join(ARCHS)})")
+        if len(self.three_groups) != len(self.three_points):
+            raise ConfigError(f"three_groups {self.three_groups} and three_points {self.three_points} differ in length")
+        if self.lambdas and len(self.lambdas) != len(self.three_groups) + 1:
+            raise ConfigError(f"lambdas {self.lambdas}: give lambda_f and one per branch ({len(self.three_groups) + 1})")
+        unknown = [r for r in self.tab7_2_rows if r not in TAB_7_2_ROWS]
+        if unknown:
+            raise ConfigError(f"tab7_2_rows: unknown {unknown} (choose from {', '.join(TAB_7_2_ROWS)})")
+        if any(g < 2 for g in (*self.fig7_3_groups, *self.three_groups)):
+            raise ConfigError("every branch needs at least 2 groups")

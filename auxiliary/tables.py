@@ -1,0 +1,494 @@
+"""The chapter's experiments: one function per figure or table of 000 ch. 7 (and the grouping study
+the note adds). Each is ``fn(cfg, ctx) -> metrics`` for one training seed; models are trained
+through ``common.trainer.fit`` in ``ctx.work_dir`` stages whose keys are shared across experiments
+(the baseline, the three-branch SSAL model), so a default run trains each model once.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import auxiliary.data  # noqa: F401  (registers twodigit100 before ctx.load_dataset)
+from auxiliary import grouping as GR
+from auxiliary import models as M
+from auxiliary import ssal as S
+from common.claims import bootstrap_ci
+from common.data import train_val_split
+from common.trainer import count_params, fit, random_crop_flip
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+_HOLDOUT_SEED = 0   # the held-out part of train is fixed: every training seed groups from the same labels
+
+
+@dataclasses.dataclass
+class Data:
+    x_fit: torch.Tensor
+    y_fit: torch.Tensor
+    x_hold: torch.Tensor
+    y_hold: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list
+    raw_test: np.ndarray       # uint8 images of the test split (figures)
+
+    @property
+    def k(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.x_fit.shape[1]
+
+
+def _to_tensor(x: np.ndarray, downsample: int) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255.0
+    return F.avg_pool2d(t, downsample) if downsample > 1 else t
+
+
+def load_data(cfg, ctx) -> Data:
+    train = ctx.load_dataset(cfg.dataset, cfg.train_split)
+    test = ctx.load_dataset(cfg.dataset, cfg.test_split)
+    if cfg.max_train:
+        train = train.subset(np.sort(train_val_split(len(train), 1 - cfg.max_train / len(train), 0, train.y)[1]
+                                     if cfg.max_train < len(train) else np.arange(len(train))))
+    if cfg.max_test and cfg.max_test < len(test):
+        test = test.subset(np.arange(cfg.max_test))
+    fit_idx, hold_idx = train_val_split(len(train), cfg.holdout_frac, _HOLDOUT_SEED, labels=train.y)
+    x = _to_tensor(train.x, cfg.downsample)
+    mean, std = x[fit_idx].mean((0, 2, 3), keepdim=True), x[fit_idx].std((0, 2, 3), keepdim=True) + 1e-6
+    x = (x - mean) / std
+    xt = (_to_tensor(test.x, cfg.downsample) - mean) / std
+    y, yt = torch.from_numpy(train.y), torch.from_numpy(test.y)
+    return Data(x[fit_idx], y[fit_idx], x[hold_idx], y[hold_idx], xt, yt, list(train.classes), test.x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+def backbone(arch: str, k: int, in_ch: int, cfg, capacity: str = "") -> M.Backbone:
+    """``capacity``: "" | "wide" (1.5 x filters) | "deep" (four 4w conv layers before the first residual
+    block) | "dw" (four 8w layers), w the first stage's width (256 / 512 for ResNet18 as in Tab 7.2)."""
+    if capacity and not arch.startswith("resnet"):
+        raise ValueError(f"the capacity-matched baselines of Tab 7.2 are defined for ResNets, not {arch}")
+    if arch == "resnet_mini":
+        widths, depth, blocks = tuple(cfg.mini_widths), 10, (1,) * len(cfg.mini_widths)
+    elif arch in ("resnet18", "resnet50"):
+        widths, depth, blocks = (64, 128, 256, 512), int(arch[6:]), None
+    elif arch == "resnet50_imagenet":
+        return M.resnet50_imagenet(k)
+    elif arch == "wrn28-10":
+        return M.wide_resnet(28, 10, k, in_channels=in_ch)
+    elif arch == "se-wrn16-8":
+        return M.wide_resnet(16, 8, k, se=True, in_channels=in_ch)
+    elif arch == "densenet-bc100-12":
+        return M.densenet_bc(100, 12, k, in_channels=in_ch)
+    elif arch == "densenet190-40":
+        return M.densenet_bc(190, 40, k, in_channels=in_ch)
+    else:
+        raise ValueError(f"unknown architecture {arch}")
+    extra = ()
+    if capacity == "wide":
+        widths = tuple(int(round(1.5 * w)) for w in widths)
+    elif capacity in ("deep", "dw"):
+        extra = ((4 if capacity == "deep" else 8) * widths[0],) * 4
+    return M.resnet(depth, k, widths=widths, blocks=blocks, extra_stem=extra, in_channels=in_ch)
+
+
+# Tab A.2-A.5 as we reconstruct them (merged cells lost in the text; AuxInception from Fig A.7):
+# (kernel, channels, stride) convs, number of AuxInception layers, FC hidden units.
+_THESIS_LAYOUTS = {
+    "resnet18": {"*": ("conv", {"convs": (128, 128, 256, 256), "hidden": 256})},                       # Tab A.2
+    "resnet50": {"g2": ((5, 128, 2), (3, 128, 1)), "g3": ((5, 128, 1), (3, 128, 1)), "g4": ((3, 128, 1), (3, 128, 1)),
+                 "inc": 1, "hidden": 0},                                                                # Tab A.3
+    "se-wrn16-8": {"g2": ((5, 128, 2), (3, 128, 1)), "g5": ((5, 128, 1), (3, 128, 1)), "g6": ((3, 128, 1), (3, 128, 1)),
+                   "inc": 1, "hidden": 0},                                                              # Tab A.4
+    "wrn28-10": {"g2": ((5, 128, 2), (3, 128, 1), (3, 256, 1), (3, 256, 1)), "g5": ((5, 128, 1), (3, 128, 1)),
+                 "g6": ((3, 128, 1), (3, 128, 1)), "inc": 2, "hidden": 0},                              # Tab A.5
+    "resnet50_imagenet": {"g2": ((3, 256, 2),), "g3": ((3, 256, 1),), "g4": ((3, 256, 1),), "inc": 2, "hidden": 0},
+}
+_THESIS_LAYOUTS["densenet-bc100-12"] = _THESIS_LAYOUTS["densenet190-40"] = _THESIS_LAYOUTS["wrn28-10"]
+
+
+def branch_spec(cfg, arch: str, point: str, n_groups: int) -> M.BranchSpec:
+    if cfg.branch_layout == "thesis" and arch in _THESIS_LAYOUTS:
+        lay = _THESIS_LAYOUTS[arch]
+        if "*" in lay:
+            kind, kw = lay["*"]
+            return M.BranchSpec(point, n_groups, kind, tuple(kw.items()))
+        convs = lay.get(point, ((3, 128, 1), (3, 128, 1)))
+        return M.BranchSpec(point, n_groups, "inception", (("convs", convs), ("n_inception", lay["inc"]),
+                                                           ("inception_width", 64), ("hidden", lay["hidden"])))
+    if cfg.branch_kind == "conv":
+        stride = cfg.branch_stride if point == "g1" else 1
+        return M.BranchSpec(point, n_groups, "conv", (("convs", tuple(cfg.branch_convs)), ("hidden", cfg.branch_hidden),
+                                                      ("stride", stride)))
+    c = cfg.branch_convs[0]
+    return M.BranchSpec(point, n_groups, "inception", (("convs", ((3, c, 1), (3, c, 1))), ("n_inception", 1),
+                                                       ("inception_width", cfg.inception_width), ("hidden", 0)))
+
+
+def build_model(cfg, arch: str, k: int, in_ch: int, points: Sequence[str] = (), groups: Sequence[int] = (),
+                combine: str = "ssal", capacity: str = "") -> nn.Module:
+    bb = backbone(arch, k, in_ch, cfg, capacity)
+    if not points:
+        return bb
+    return M.SSALNet(bb, [branch_spec(cfg, arch, p, g) for p, g in zip(points, groups)], combine=combine)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training stages (shared through identical keys)
+# --------------------------------------------------------------------------------------------------
+def _train(cfg, ctx, data: Data, stage: str, model: nn.Module, desc: dict, step_fn=None) -> nn.Module:
+    tc = ctx.train_config(cfg.train)
+    if not cfg.progress_bars:
+        tc = dataclasses.replace(tc, progress=False)
+    key = {"model": desc, "train": dataclasses.asdict(dataclasses.replace(tc, device="-", progress=True)),
+           "downsample": cfg.downsample, "holdout_frac": cfg.holdout_frac, "max_train": cfg.max_train,
+           "augment": cfg.augment}
+    work = ctx.work_dir(stage, key)
+    kw = {"step_fn": step_fn} if step_fn is not None else {}
+    fit(model, (data.x_fit, data.y_fit), tc, work, desc=stage, augment=random_crop_flip(4) if cfg.augment else None,
+        **kw)
+    model.stage_dir = str(work)
+    return model.eval()
+
+
+def train_baseline(cfg, ctx, data: Data, arch: str, capacity: str = "") -> nn.Module:
+    m = build_model(cfg, arch, data.k, data.in_channels, capacity=capacity)
+    return _train(cfg, ctx, data, f"aux-{arch}-{capacity or 'base'}", m,
+                  {"arch": arch, "capacity": capacity, "mini_widths": list(cfg.mini_widths)})
+
+
+def groupings(cfg, ctx, data: Data, arch: str, group_counts: Sequence[int]) -> tuple[np.ndarray, dict]:
+    """Confusion matrix of the plain baseline on the held-out part of train, and gamma for every G."""
+    base = train_baseline(cfg, ctx, data, arch)
+    pred = S.predict_heads(base, data.x_hold, cfg.eval_batch_size)[0].argmax(1).numpy()
+    c = GR.confusion_matrix(data.y_hold.numpy(), pred, data.k)
+    gammas = {g: GR.group_labels(c, g, seed=ctx.seed, seeding=cfg.seeding, similar=cfg.similar)
+              for g in sorted(set(group_counts))}
+    return c, gammas
+
+
+def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: Sequence[np.ndarray],
+               combine: str = "ssal") -> nn.Module:
+    groups = [int(g.max()) + 1 for g in gammas]
+    m = build_model(cfg, arch, data.k, data.in_channels, points, groups, combine)
+    desc = {"arch": arch, "points": list(points), "combine": combine, "layout": cfg.branch_layout,
+            "branch": [dataclasses.asdict(s) for s in m.specs], "mini_widths": list(cfg.mini_widths)}
+    step = None
+    if combine == "ssal":
+        desc.update(gammas=[g.tolist() for g in gammas], lambdas=list(cfg.lambdas))
+        step = S.ssal_step(gammas, list(cfg.lambdas) or None)
+    tag = "ssal" if combine == "ssal" else combine
+    return _train(cfg, ctx, data, f"aux-{arch}-{tag}{len(points)}-{'-'.join(points)}", m, desc, step)
+
+
+def linear_comb(cfg, ctx, data: Data, model: nn.Module) -> nn.Module:
+    """+LC: the linear classifier over the concatenated outputs, trained on the fit split afterwards."""
+    heads = S.predict_heads(model, data.x_fit, cfg.eval_batch_size)
+    tc = ctx.train_config(cfg.lc_train)
+    work = ctx.work_dir("aux-lc", {"parent": model.stage_dir, "train": dataclasses.asdict(
+        dataclasses.replace(tc, device="-"))})
+    return S.train_linear_combination(heads, data.y_fit, tc, work)
+
+
+# --------------------------------------------------------------------------------------------------
+# Measures
+# --------------------------------------------------------------------------------------------------
+def correct(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    return (logits.argmax(1) == y).numpy().astype(np.float64)
+
+
+def acc_with_ci(hits: np.ndarray, cfg, seed: int) -> tuple[float, float, float]:
+    lo, hi = bootstrap_ci(hits, cfg.n_boot, seed=seed)
+    return 100 * hits.mean(), 100 * lo, 100 * hi
+
+
+def diff_ci(a: np.ndarray, b: np.ndarray, cfg, seed: int) -> tuple[float, float, float]:
+    """Paired difference a - b in accuracy points with its bootstrap interval over test items."""
+    lo, hi = bootstrap_ci(a - b, cfg.n_boot, seed=seed)
+    return 100 * (a - b).mean(), 100 * lo, 100 * hi
+
+
+def ssal_outputs(cfg, ctx, data: Data, model, gammas, lin=None) -> dict[str, np.ndarray]:
+    """Per test item: correct or not for +TR (f alone), +JP (Eq 7.5) and +LC; each branch's group accuracy."""
+    heads = S.predict_heads(model, data.x_test, cfg.eval_batch_size)
+    y = data.y_test
+    out = {"tr": correct(heads[0], y), "jp": correct(S.joint_log_scores(heads[0], heads[1:], gammas, cfg.eta), y)}
+    for b, (h, g) in enumerate(zip(heads[1:], gammas)):
+        out[f"branch{b + 1}"] = correct(h, torch.as_tensor(g)[y])
+    if lin is not None:
+        out["lc"] = correct(S.linear_combination_logits(lin, heads), y)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Experiments
+# --------------------------------------------------------------------------------------------------
+def grouping_study(cfg, ctx) -> dict:
+    """Within-group share of off-diagonal confusion: thesis seeding, farthest-point seeding, random
+    balanced partitions; on a planted block matrix and on the baseline's real confusion matrix."""
+    data = load_data(cfg, ctx)
+    counts = sorted(set((*cfg.fig7_3_groups, *cfg.three_groups)))
+    c, _ = groupings(cfg, ctx, data, cfg.arch, counts)
+    planted, blocks = GR.planted_block_confusion(data.k, 20, seed=ctx.seed)
+    metrics, rows = {}, []
+    for label, mat in (("planted", planted), ("real", c)):
+        table = GR.share_table(mat, [g for g in counts if g <= data.k // 2], ctx.seed, cfg.n_random_partitions)
+        for g, r in table.items():
+            rows.append([label, g, r["thesis"], r["farthest"], r["random_mean"], f"[{r['random_q025']:.3f}, "
+                         f"{r['random_q975']:.3f}]"])
+            for k, v in r.items():
+                metrics[f"{label}_G{g}_{k}"] = v
+    metrics["real_errors"] = float(c.sum() - np.trace(c))
+    metrics["baseline_holdout_acc"] = float(100 * np.trace(c) / c.sum())
+    ctx.table("Share of off-diagonal confusion inside groups", ["matrix", "G", "thesis seeding", "farthest-point",
+                                                               "random mean", "random 95 % range"], rows, digits=3)
+    ctx.note(f"Planted matrix: k = {data.k} labels in 20 balanced blocks, 90 % of errors inside the block. Real: the "
+             f"plain {cfg.arch} trained on the fit part of train, evaluated on the held-out {cfg.holdout_frac:.0%} "
+             f"({int(c.sum())} images, {metrics['baseline_holdout_acc']:.1f} % correct).")
+    _plot_confusion(ctx, c, data)
+    return metrics
+
+
+def _plot_confusion(ctx, c, data):
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    off = c * (1 - np.eye(len(c)))
+    ax.imshow(off, cmap="magma")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("held-out confusions (diagonal removed)")
+    ctx.savefig(fig, "confusion", "Confusions of the plain baseline on the held-out part of train")
+
+
+def figure_7_3(cfg, ctx) -> dict:
+    """Number of groups: one branch at ``fig7_3_point``, G in ``fig7_3_groups``; ensemble (JP) and branch alone."""
+    data = load_data(cfg, ctx)
+    _, gammas = groupings(cfg, ctx, data, cfg.arch, cfg.fig7_3_groups)
+    base = train_baseline(cfg, ctx, data, cfg.arch)
+    base_hits = correct(S.predict_heads(base, data.x_test, cfg.eval_batch_size)[0], data.y_test)
+    metrics = {"acc_baseline": 100 * base_hits.mean()}
+    rows = []
+    for g in cfg.fig7_3_groups:
+        m = train_ssal(cfg, ctx, data, cfg.arch, [cfg.fig7_3_point], [gammas[g]])
+        o = ssal_outputs(cfg, ctx, data, m, [gammas[g]])
+        jp, lo, hi = acc_with_ci(o["jp"], cfg, ctx.seed)
+        d, dlo, dhi = diff_ci(o["jp"], base_hits, cfg, ctx.seed)
+        metrics.update({f"acc_jp_G{g}": jp, f"acc_jp_G{g}_lo": lo, f"acc_jp_G{g}_hi": hi,
+                        f"acc_branch_G{g}": 100 * o["branch1"].mean(), f"acc_tr_G{g}": 100 * o["tr"].mean(),
+                        f"gain_G{g}": d, f"gain_G{g}_lo": dlo, f"gain_G{g}_hi": dhi})
+        rows.append([g, jp, f"[{lo:.1f}, {hi:.1f}]", 100 * o["tr"].mean(), 100 * o["branch1"].mean(),
+                     f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]"])
+    ctx.table(f"Fig 7.3: one branch at {cfg.fig7_3_point}, {cfg.arch} on {cfg.dataset}",
+              ["G", "SSAL (JP) %", "95 % CI", "f alone (TR) %", "branch alone (group acc) %", "JP - baseline"], rows)
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    gs = list(cfg.fig7_3_groups)
+    axes[0].plot(gs, [metrics[f"acc_jp_G{g}"] for g in gs], "o-", label="SSAL (JP)")
+    axes[0].axhline(metrics["acc_baseline"], color="grey", ls="--", label="baseline")
+    axes[0].set_xlabel("groups G")
+    axes[0].set_ylabel("test accuracy %")
+    axes[0].legend()
+    axes[1].plot(gs, [metrics[f"acc_branch_G{g}"] for g in gs], "o-", color="C1")
+    axes[1].set_xlabel("groups G")
+    axes[1].set_ylabel("branch accuracy % (groups)")
+    ctx.savefig(fig, "figure_7_3", "Ensemble accuracy (left) and the branch alone (right) against the number of groups")
+    return metrics
+
+
+def _three(cfg, ctx, data, arch):
+    _, gammas = groupings(cfg, ctx, data, arch, cfg.three_groups)
+    gs = [gammas[g] for g in cfg.three_groups]
+    return train_ssal(cfg, ctx, data, arch, cfg.three_points, gs), gs
+
+
+def table_7_3(cfg, ctx) -> dict:
+    """Architectures: ours (plain) / +TR / +JP / +LC with three branches, and parameter counts."""
+    data = load_data(cfg, ctx)
+    metrics, rows = {}, []
+    for arch in cfg.archs:
+        base = train_baseline(cfg, ctx, data, arch)
+        base_hits = correct(S.predict_heads(base, data.x_test, cfg.eval_batch_size)[0], data.y_test)
+        model, gs = _three(cfg, ctx, data, arch)
+        o = ssal_outputs(cfg, ctx, data, model, gs, linear_comb(cfg, ctx, data, model))
+        a = arch
+        metrics[f"{a}_ours"] = 100 * base_hits.mean()
+        for col in ("tr", "jp", "lc"):
+            metrics[f"{a}_{col}"] = 100 * o[col].mean()
+        for name, x, y in (("tr_minus_ours", o["tr"], base_hits), ("jp_minus_tr", o["jp"], o["tr"]),
+                           ("jp_minus_ours", o["jp"], base_hits)):
+            d, lo, hi = diff_ci(x, y, cfg, ctx.seed)
+            metrics.update({f"{a}_{name}": d, f"{a}_{name}_lo": lo, f"{a}_{name}_hi": hi})
+        metrics[f"{a}_params_org"] = count_params(base) / 1e6
+        metrics[f"{a}_params_ssal"] = count_params(model) / 1e6
+        rows.append([a, metrics[f"{a}_ours"], metrics[f"{a}_tr"], metrics[f"{a}_jp"], metrics[f"{a}_lc"],
+                     f"{metrics[f'{a}_params_org']:.3f}M", f"{metrics[f'{a}_params_ssal']:.3f}M"])
+    ctx.table(f"Tab 7.3 on {cfg.dataset}: groups {cfg.three_groups} at {cfg.three_points}, eta = {cfg.eta}",
+              ["architecture", "ours %", "+TR %", "+JP %", "+LC %", "params org", "params SSAL"], rows)
+    return metrics
+
+
+def table_7_2(cfg, ctx) -> dict:
+    """Ablations: capacity-matched baselines, SSAL architectures without the SSAL loss, LinearComb,
+    SSAL x1 / x3. Accuracy on the test split with the paired interval of each row minus the baseline."""
+    data = load_data(cfg, ctx)
+    arch = cfg.arch
+    _, gammas = groupings(cfg, ctx, data, arch, cfg.three_groups)
+    gs = [gammas[g] for g in cfg.three_groups]
+    base = train_baseline(cfg, ctx, data, arch)
+    hits, params = {}, {}
+
+    def plain(m):
+        return correct(S.predict_heads(m, data.x_test, cfg.eval_batch_size)[0], data.y_test)
+
+    for row in cfg.tab7_2_rows:
+        if row == "ResNet":
+            m, h = base, plain(base)
+        elif row in ("WideResNet", "DeepResNet", "DWRResNet"):
+            cap = {"WideResNet": "wide", "DeepResNet": "deep", "DWRResNet": "dw"}[row]
+            m = train_baseline(cfg, ctx, data, arch, cap)
+            h = plain(m)
+        elif row == "GapCatNoSSAL":
+            m = train_ssal(cfg, ctx, data, arch, cfg.three_points, gs, "gapcat")
+            h = plain(m)
+        elif row == "CatFCNoSSAL":
+            m = train_ssal(cfg, ctx, data, arch, [cfg.single_point], gs[:1], "catfc")
+            h = plain(m)
+        elif row == "SSAL x1":
+            m = train_ssal(cfg, ctx, data, arch, [cfg.single_point], gs[:1])
+            h = ssal_outputs(cfg, ctx, data, m, gs[:1])["jp"]
+        else:   # SSAL x3 and LinearComb share the three-branch model (Tab 7.3's)
+            m = train_ssal(cfg, ctx, data, arch, cfg.three_points, gs)
+            if row == "SSAL x3":
+                h = ssal_outputs(cfg, ctx, data, m, gs)["jp"]
+            else:
+                h = ssal_outputs(cfg, ctx, data, m, gs, linear_comb(cfg, ctx, data, m))["lc"]
+                params[row] = (count_params(m) + (data.k * (data.k + sum(cfg.three_groups)) + data.k)) / 1e6
+        hits[row] = h
+        params.setdefault(row, count_params(m) / 1e6)
+    metrics, rows = {}, []
+    ref = hits.get("ResNet")
+    for row, h in hits.items():
+        key = row.replace(" ", "_")
+        acc, lo, hi = acc_with_ci(h, cfg, ctx.seed)
+        metrics.update({f"{key}_acc": acc, f"{key}_acc_lo": lo, f"{key}_acc_hi": hi, f"{key}_params": params[row]})
+        diff = ""
+        if ref is not None:
+            d, dlo, dhi = diff_ci(h, ref, cfg, ctx.seed)
+            metrics.update({f"{key}_diff": d, f"{key}_diff_lo": dlo, f"{key}_diff_hi": dhi})
+            diff = f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]"
+        rows.append([row, acc, f"[{lo:.1f}, {hi:.1f}]", diff, f"{params[row]:.4f}M"])
+    # SSAL x3 against the best capacity-matched baseline, paired, for the claim
+    caps = [r for r in ("WideResNet", "DeepResNet", "DWRResNet", "GapCatNoSSAL", "CatFCNoSSAL") if r in hits]
+    if "SSAL x3" in hits and caps:
+        best = max(caps, key=lambda r: hits[r].mean())
+        d, lo, hi = diff_ci(hits["SSAL x3"], hits[best], cfg, ctx.seed)
+        metrics.update({"ssal3_minus_best_capacity": d, "ssal3_minus_best_capacity_lo": lo,
+                        "ssal3_minus_best_capacity_hi": hi})
+        ctx.note(f"Best capacity-matched baseline this seed: {best}.")
+    ctx.table(f"Tab 7.2 ablations ({arch} on {cfg.dataset})", ["model", "test acc %", "95 % CI", "minus baseline (p.p.)",
+                                                              "parameters"], rows)
+    return metrics
+
+
+def figure_7_5(cfg, ctx) -> dict:
+    """CAM of the plain baseline (org), of the SSAL model's main head (g_f) and of every branch, with
+    the labels of the predicted group under each branch (Fig 7.5 / A.8)."""
+    import matplotlib.pyplot as plt
+    data = load_data(cfg, ctx)
+    base = train_baseline(cfg, ctx, data, cfg.arch)
+    model, gs = _three(cfg, ctx, data, cfg.arch)
+    n = min(cfg.n_cam_examples, len(data.y_test))
+    idx = np.random.default_rng(ctx.seed).choice(len(data.y_test), n, replace=False)
+    x, y = data.x_test[idx], data.y_test[idx]
+    heads = S.predict_heads(model, x)
+    pred = S.joint_log_scores(heads[0], heads[1:], gs, cfg.eta).argmax(1)
+    base_pred = S.predict_heads(base, x)[0].argmax(1)
+    maps = {"org": S.cam_function(0)(base, x, base_pred), "g_f": S.cam_function(0)(model, x, pred)}
+    for b, g in enumerate(gs):
+        maps[f"g{b + 1}"] = S.cam_function(b + 1, g)(model, x, pred)
+    cols = list(maps)
+    fig, axes = plt.subplots(n, len(cols) + 1, figsize=(1.9 * (len(cols) + 1), 1.3 * n), squeeze=False)
+    for r in range(n):
+        img = data.raw_test[idx[r]][..., 0]
+        axes[r, 0].imshow(img, cmap="gray")
+        axes[r, 0].set_title(f"true {data.classes[int(y[r])]}", fontsize=7)
+        for c, name in enumerate(cols):
+            ax = axes[r, c + 1]
+            ax.imshow(img, cmap="gray")
+            ax.imshow(np.kron(maps[name][r], np.ones((cfg.downsample, cfg.downsample))), cmap="jet", alpha=0.45)
+            if name == "org":
+                title = f"org: {data.classes[int(base_pred[r])]}"
+            elif name == "g_f":
+                title = f"SSAL: {data.classes[int(pred[r])]}"
+            else:
+                b = int(name[1:]) - 1
+                grp = int(heads[b + 1][r].argmax())
+                members = [data.classes[i] for i in np.flatnonzero(gs[b] == grp)]
+                title = f"{name}: " + " ".join(members[:6]) + (" ..." if len(members) > 6 else "")
+            ax.set_title(title, fontsize=6)
+    for ax in axes.flat:
+        ax.axis("off")
+    ctx.savefig(fig, "figure_7_5", "CAM of the baseline (org), of the SSAL main head (g_f) and of each branch; "
+                                   "titles: prediction, or the labels of the branch's predicted group")
+    concentration = {name: float(np.mean(m.reshape(n, -1).max(1))) for name, m in maps.items()}
+    return {"n_examples": n, "ssal_correct": int((pred == y).sum()), "org_correct": int((base_pred == y).sum()),
+            **{f"cam_peak_{k}": v for k, v in concentration.items()}}
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameter counts (no training)
+# --------------------------------------------------------------------------------------------------
+TAB_7_2_PRINTED = {"ResNet18": 11.2, "WideResNet18": 25.3, "DeepResNet18": 13.3, "DWRResNet18": 19.0,
+                   "GapCatNoSSAL": 15.6, "CatFCNoSSAL": 13.6, "LinearComb": 12.8, "SSAL x1": 12.6, "SSAL x3": 15.6}
+
+
+def tab_7_2_counts() -> dict[str, int]:
+    """Our counts of Tab 7.2's models (ResNet18, TinyImageNet: 200 classes, 3x3 kernels, Tab A.2 branches)."""
+    out = {}
+    for name in TAB_7_2_PRINTED:
+        model_name = "SSAL x3" if name == "LinearComb" else name
+        n = count_params(M.tab_7_2_model(model_name))
+        if name == "LinearComb":    # + the linear layer over f (200) and the three branches' outputs
+            n += (200 + sum(M.TAB_7_2_GROUPS)) * 200 + 200
+        out[name] = n
+    return out
+
+
+# (architecture, branches) -> printed count, Tab 7.1 and 7.3 (CIFAR100)
+PRINTED_OTHER = {("resnet18", 0): 11.23, ("resnet18", 1): 11.92, ("resnet18", 2): 12.83, ("resnet50", 0): 23.77,
+                 ("resnet50", 1): 25.07, ("resnet50", 3): 28.89, ("wrn28-10", 0): 36.56, ("wrn28-10", 1): 38.19,
+                 ("wrn28-10", 3): 43.25, ("se-wrn16-8", 0): 11.1, ("se-wrn16-8", 3): 14.9, ("densenet190-40", 0): 26.1,
+                 ("densenet190-40", 3): 38.3}
+POINTS = {"resnet18": ("g2", "g3", "g4"), "resnet50": ("g2", "g3", "g4"), "wrn28-10": ("g2", "g5", "g6"),
+          "se-wrn16-8": ("g2", "g5", "g6"), "densenet190-40": ("g2", "g5", "g6"), "densenet-bc100-12": ("g2", "g5", "g6"),
+          "resnet50_imagenet": ("g2", "g3", "g4")}
+
+
+def parameter_counts(cfg, ctx) -> dict:
+    """Every model of Tab 7.1, 7.2 and 7.3 built at the thesis' size and counted, beside the printed count."""
+    metrics, rows = {}, []
+    for name, n in tab_7_2_counts().items():
+        metrics[f"tab7_2_{name.replace(' ', '_')}_M"] = n / 1e6
+        rows.append(["Tab 7.2", name, f"{n / 1e6:.3f}", TAB_7_2_PRINTED[name], f"{n / 1e6 - TAB_7_2_PRINTED[name]:+.2f}"])
+    thesis_cfg = dataclasses.replace(cfg, branch_layout="thesis")
+    groups = {1: (20,), 2: (20, 50), 3: (20, 33, 50)}
+    for (arch, nb), printed in PRINTED_OTHER.items():
+        pts = ("g2", "g3") if arch == "resnet18" else POINTS[arch]
+        m = build_model(thesis_cfg, arch, 100, 3, pts[:nb], groups.get(nb, ()))
+        n = count_params(m)
+        metrics[f"{arch}_{nb}br_M"] = n / 1e6
+        rows.append(["Tab 7.1/7.3", f"{arch}, {nb} branches", f"{n / 1e6:.3f}", printed, f"{n / 1e6 - printed:+.2f}"])
+    ctx.table("Parameter counts (millions): computed by the code beside the thesis' printed ones",
+              ["table", "model", "ours (M)", "thesis (M)", "ours - thesis"], rows, digits=3)
+    ctx.note("Tab 7.1/7.3 branches use our reconstruction of Tab A.3-A.5 (merged cells and Fig A.7 lost in the "
+             "text), so their counts are ours, not the thesis'. Tab 7.2's are tested against the printed ones.")
+    return metrics
