@@ -1,0 +1,153 @@
+"""One benchmark for every saliency method of the registry (002's classification metrics, 002's
+insertion / deletion, 001's pointing game), with seconds per image.
+
+``score_methods`` is the protocol: it takes methods **by registry name**, calls each with the one
+signature on the same images, and scores every map with ``common.saliency_metrics``. The
+experiment functions (``table_benchmark``, ``figure_extremal_areas``) wire it to the data and models.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from attribution.registry import get_method
+from common import saliency_metrics as sm
+from common.claims import binomial_ci, bootstrap_ci
+
+
+def method_options(cfg, size: int) -> dict[str, dict]:
+    """Per-method options from the config (pixel sizes given for the preset's image size)."""
+    ep = dict(max_iter=cfg.ep_iters, schedule=cfg.ep_schedule, kernel=cfg.ep_kernel, step=cfg.ep_step_px,
+              sigma=cfg.ep_sigma_px, max_blur=cfg.ep_max_blur_px)
+    return {
+        "opticam": dict(max_iter=cfg.opticam_iters),
+        "ig": dict(n_steps=cfg.ig_steps),
+        "rise": dict(num_masks=cfg.rise_masks),
+        "occlusion": dict(window=cfg.occlusion_window_px),
+        "extremal": dict(ep, areas=tuple(cfg.ep_areas)),
+        "meaningful": dict(max_iter=cfg.mp_iters, mask_size=cfg.mp_mask_size, blur_sigma=cfg.mp_blur_px,
+                           mask_sigma=cfg.mp_mask_blur_px, jitter=cfg.mp_jitter_px),
+    }
+
+
+def compute_maps(name: str, model, x: torch.Tensor, y: torch.Tensor, options: Mapping, batch_size: int):
+    """(maps (N, H, W) in [0, 1], seconds per image) of method ``name`` in batches."""
+    fn = get_method(name).fn
+    maps, t0 = [], time.perf_counter()
+    for i in range(0, len(x), batch_size):
+        maps.append(fn(model, x[i:i + batch_size], y[i:i + batch_size], **options).detach().float())
+    seconds = time.perf_counter() - t0
+    maps = torch.cat(maps)
+    if maps.shape != (len(x), *x.shape[2:]) or maps.min() < 0 or maps.max() > 1 or not torch.isfinite(maps).all():
+        raise RuntimeError(f"method {name} broke the signature: maps {tuple(maps.shape)} "
+                           f"in [{maps.min():.3g}, {maps.max():.3g}]")
+    return maps, seconds / len(x)
+
+
+def score_methods(model, x: torch.Tensor, y: torch.Tensor, methods: Sequence[str], options: Mapping[str, Mapping],
+                  *, batch_size: int, regions: Sequence | None = None, num_classes: int | None = None,
+                  tolerance: float = 15.0, progress: bool = False) -> dict[str, dict]:
+    """Every method's maps and scores on the same images. Per method: AD / AI / AG, insertion,
+    deletion, pointing game (when ``regions``), seconds per image, and the per-image values
+    behind them (for intervals)."""
+    out = {}
+    p = sm.class_probability(model, x, y)
+    it = methods
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(methods, desc="saliency methods")
+    for name in it:
+        maps, spi = compute_maps(name, model, x, y, options.get(name, {}), batch_size)
+        o = sm.class_probability(model, x * maps[:, None], y)
+        r = dict(sm.average_drop_increase_gain(p, o), seconds_per_image=spi, maps=maps)
+        r["drop"] = ((p - o).clamp_min(0) / p * 100).cpu().numpy()
+        r["gain"] = ((o - p).clamp_min(0) / (1 - p).clamp_min(1e-12) * 100).cpu().numpy()
+        idl = sm.insertion_deletion(model, x, maps, y)
+        r["insertion"], r["deletion"] = idl["insertion"] * 100, idl["deletion"] * 100
+        r["insertion_each"] = sm.auc(torch.as_tensor(idl["insertion_curves"])).numpy() * 100
+        r["deletion_each"] = sm.auc(torch.as_tensor(idl["deletion_curves"])).numpy() * 100
+        if regions is not None:
+            pg = sm.pointing_game(maps.cpu(), regions, y.tolist(), num_classes, tolerance)
+            r["pointing"] = pg["accuracy"]
+            r["pointing_hits"], r["pointing_n"] = sum(pg["hits"]), sum(pg["hits"]) + sum(pg["misses"])
+        out[name] = r
+    return out
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95 % bootstrap interval of mean(a - b) over images."""
+    return bootstrap_ci(np.asarray(a) - np.asarray(b))
+
+
+def metrics_of(scores: Mapping[str, dict], prefix: str = "") -> dict[str, float]:
+    """Flat metrics ``<method>_<metric>`` plus the intervals the claims read."""
+    m = {}
+    for name, r in scores.items():
+        for k in ("AD", "AI", "AG", "insertion", "deletion", "seconds_per_image", "pointing"):
+            if k in r:
+                m[f"{prefix}{name}_{k}"] = float(r[k])
+        if "pointing_n" in r:
+            lo, hi = binomial_ci(r["pointing_hits"], r["pointing_n"])
+            m[f"{prefix}{name}_pointing_lo"], m[f"{prefix}{name}_pointing_hi"] = 100 * lo, 100 * hi
+    for other in ("gradcam", "opticam"):
+        if "fakecam" in scores and other in scores:
+            f, g = scores["fakecam"], scores[other]
+            for key, each in (("AD", "drop"), ("AG", "gain"), ("insertion", "insertion_each"),
+                              ("deletion", "deletion_each")):
+                lo, hi = paired_interval(f[each], g[each])
+                m[f"{prefix}fakecam_minus_{other}_{key}_lo"], m[f"{prefix}fakecam_minus_{other}_{key}_hi"] = lo, hi
+    if "opticam" in scores and "gradcam" in scores:
+        for key, each in (("AD", "drop"), ("AG", "gain")):
+            lo, hi = paired_interval(scores["opticam"][each], scores["gradcam"][each])
+            m[f"{prefix}opticam_minus_gradcam_{key}_lo"], m[f"{prefix}opticam_minus_gradcam_{key}_hi"] = lo, hi
+    return m
+
+
+def table_rows(scores: Mapping[str, dict], reported: Mapping[str, float] | None = None, model_key: str = ""):
+    """Rows: method, implementation, AD, AG, AI, insertion, deletion, pointing, s/img (+ reported)."""
+    rows = []
+    for name, r in scores.items():
+        meth = get_method(name)
+        row = [meth.label, meth.implementation, r["AD"], r["AG"], r["AI"], r["insertion"], r["deletion"],
+               r.get("pointing", "-"), r["seconds_per_image"]]
+        if reported is not None:
+            row += [reported.get(f"{model_key}{name}_{k}", {"value": "-"}).get("value", "-")
+                    if isinstance(reported.get(f"{model_key}{name}_{k}"), dict)
+                    else reported.get(f"{model_key}{name}_{k}", "-") for k in ("AD", "AG", "AI", "insertion", "deletion")]
+        rows.append(row)
+    return rows
+
+
+HEADERS = ["method", "implementation", "AD ↓", "AG ↑", "AI ↑", "insertion ↑", "deletion ↓", "pointing ↑", "s / image"]
+
+
+def figure_grid(x_show: np.ndarray, scores: Mapping[str, dict], n: int, boxes=None):
+    """One row per image, one column per method: the map over the image (and the target box)."""
+    from common.plotting import plt
+    names = list(scores)
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=(1.3 * (len(names) + 1), 1.4 * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(x_show[i], cmap="gray")
+        if i == 0:
+            axes[i, 0].set_title("image", fontsize=7)
+        for j, name in enumerate(names, 1):
+            axes[i, j].imshow(x_show[i], cmap="gray")
+            axes[i, j].imshow(scores[name]["maps"][i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if i == 0:
+                axes[i, j].set_title(get_method(name).label, fontsize=7)
+        for j in range(len(names) + 1):
+            if boxes is not None:
+                x0, y0, x1, y1 = boxes[i]
+                axes[i, j].add_patch(plt.Rectangle((x0 - .5, y0 - .5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                                                   edgecolor="w", lw=0.6))
+            axes[i, j].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def is_nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)

@@ -1,0 +1,165 @@
+"""The methods written here from the sources (no maintained library has them in batched form):
+Opti-CAM (002), meaningful perturbations (001, Fong & Vedaldi 2017), Fake-CAM (002's sanity row)
+and a centre baseline (001's "Ctr" row of the pointing game). Extremal perturbations: extremal.py."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from attribution.layers import default_layer, layer_activations
+from common.saliency_metrics import fake_cam, minmax, upsample
+
+
+def opti_cam(model, images: torch.Tensor, targets, *, layer=None, max_iter: int = 100, lr: float = 0.1,
+             stop_delta: float = 1e-10, return_info: bool = False):
+    """Opti-CAM (002 eq. 2.4-2.7): u* = argmax_u y_c(f(x * n(up(sum_k softmax(u)_k A^k)))).
+
+    A^k: the (post-ReLU) feature maps of ``layer`` for x, fixed. Adam lr 0.1, at most 100
+    iterations; image i stops when its loss changed by less than ``stop_delta`` (1e-10, 002 L1031)
+    and leaves the batch. Ours (002 leaves them open): u starts at 0 (uniform weights = the mean
+    feature map), bilinear upsampling, the final u (not the best seen) gives the map.
+    """
+    layer = layer if layer is not None else default_layer(model)
+    targets = torch.as_tensor(targets, device=images.device).long().view(-1)
+    feats, _ = layer_activations(model, layer, images)
+    feats = feats.clamp_min(0)                      # the method assumes non-negative maps
+    n, k = feats.shape[:2]
+    size = images.shape[2:]
+    u = torch.zeros(n, k, device=images.device, requires_grad=True)
+    opt = torch.optim.Adam([u], lr=lr)
+    active = torch.ones(n, dtype=torch.bool, device=images.device)
+    last = torch.full((n,), float("inf"), device=images.device)
+    iters = torch.zeros(n, dtype=torch.long)
+    requires = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    def saliency(uu, ff):
+        s = (uu.softmax(1)[:, :, None, None] * ff).sum(1)
+        return minmax(upsample(s, size))
+
+    try:
+        for _ in range(max_iter):
+            idx = active.nonzero()[:, 0]
+            if len(idx) == 0:
+                break
+            s = saliency(u[idx], feats[idx])
+            logits = model(images[idx] * s[:, None])
+            loss = -logits.gather(1, targets[idx, None])[:, 0]
+            opt.zero_grad()
+            loss.sum().backward()
+            frozen = u.data[~active].clone()
+            opt.step()
+            u.data[~active] = frozen
+            with torch.no_grad():
+                iters[idx.cpu()] += 1
+                done = (loss.detach() - last[idx]).abs() < stop_delta
+                last[idx] = loss.detach()
+                active[idx[done]] = False
+    finally:
+        for p, r in zip(model.parameters(), requires):
+            p.requires_grad_(r)
+    with torch.no_grad():
+        maps = saliency(u, feats)
+    return (maps, {"iterations": iters}) if return_info else maps
+
+
+def _tv(m: torch.Tensor, beta: float) -> torch.Tensor:
+    dy = (m[..., 1:, :] - m[..., :-1, :]).abs().pow(beta).flatten(1).sum(1)
+    dx = (m[..., :, 1:] - m[..., :, :-1]).abs().pow(beta).flatten(1).sum(1)
+    return dy + dx
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchray.utils import imsmooth
+    return imsmooth(x, sigma=sigma, padding_mode="replicate") if sigma > 0 else x
+
+
+def _circle_init(model, images, blurred, classes, mask_size: int, scale_sigma, size) -> torch.Tensor:
+    """001 L1323: "the smallest centered circular mask that suppresses the score of the original
+    image by 99 % when compared to that of the fully perturbed image" (per image; radii on the mask
+    lattice; the whole image deleted when no circle does)."""
+    n = len(images)
+    yy, xx = torch.meshgrid(torch.arange(mask_size, dtype=torch.float32, device=images.device),
+                            torch.arange(mask_size, dtype=torch.float32, device=images.device), indexing="ij")
+    dist = ((yy - (mask_size - 1) / 2) ** 2 + (xx - (mask_size - 1) / 2) ** 2).sqrt()
+    radii = torch.arange(0, mask_size + 1, device=images.device, dtype=torch.float32) * 0.5
+    with torch.no_grad():
+        p0 = model(images).softmax(1).gather(1, classes).sum(1)
+        pb = model(blurred).softmax(1).gather(1, classes).sum(1)
+        chosen = torch.zeros(n, 1, mask_size, mask_size, device=images.device)
+        found = torch.zeros(n, dtype=torch.bool, device=images.device)
+        for r in radii:
+            m = (dist > r).float()[None, None].expand(n, 1, -1, -1)      # m = 0 (deleted) inside the circle
+            up = scale_sigma(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
+            p = model(up * images + (1 - up) * blurred).softmax(1).gather(1, classes).sum(1)
+            ok = (p0 - p >= 0.99 * (p0 - pb)) & ~found
+            chosen[ok] = m[ok]
+            found |= ok
+    return chosen
+
+
+def meaningful_perturbation(model, images: torch.Tensor, targets, *, max_iter: int = 300, lr: float = 0.1,
+                            mask_size: int = 28, l1: float = 1e-4, tv: float = 1e-2, beta: float = 3.0,
+                            blur_sigma: float = 10.0, mask_sigma: float = 5.0, jitter: int = 4,
+                            top5: bool = False, seed: int = 0):
+    """Meaningful perturbations, deletion game with blur (001 eq. 4, L1315, settings L1323):
+    ``min_m l1 ||1 - m||_1 + tv sum ||grad m||_beta^beta + E_tau[p_c(Phi(x(. - tau), m))]``,
+    m = 1 keeps a pixel (001 L1272), ``Phi(x, m) = m x + (1 - m) blur(x, sigma0)`` (the blend the
+    authors' code uses for the blur operator), m a ``mask_size``^2 mask upsampled bilinearly and
+    blurred by g_{sigma_m}, jitter tau an integer shift drawn from [0, ``jitter``), Adam lr 0.1,
+    ``max_iter`` iterations, m initialised as the smallest centred circle that suppresses 99 % of the
+    score drop of the fully blurred image (L1323), clamped to [0, 1]. ``top5``: the tables' variant
+    (L1405) minimising the summed probabilities of the top-5 classes (targets unused). Norms are sums
+    over the mask's pixels, scaled by (28 x 28) / mask_size^2 so that the penalty per unit of image
+    area is the thesis' at any mask size. All images in one optimisation. Returns the deleted
+    region 1 - m (the evidence), min-max normalised.
+    """
+    device = images.device
+    n = len(images)
+    targets = torch.as_tensor(targets, device=device).long().view(-1)
+    size = images.shape[2:]
+    blurred = gaussian_blur(images, blur_sigma)
+    smooth = lambda u: gaussian_blur(u, mask_sigma)          # noqa: E731
+    with torch.no_grad():
+        classes = model(images).topk(5, 1).indices if top5 else targets[:, None]
+    m = _circle_init(model, images, blurred, classes, mask_size, smooth, size).requires_grad_(True)
+    opt = torch.optim.Adam([m], lr=lr)
+    scale = (28 * 28) / (mask_size * mask_size)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    requires = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        for _ in range(max_iter):
+            up = smooth(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
+            if jitter > 1:           # the mask jittered against the image (E_tau of eq. 4)
+                dy, dx = torch.randint(0, jitter, (2,), generator=gen).tolist()
+                up = torch.roll(up, shifts=(dy, dx), dims=(2, 3))
+            x = up * images + (1 - up) * blurred
+            prob = model(x).softmax(1).gather(1, classes).sum(1)
+            loss = scale * (l1 * (1 - m).abs().flatten(1).sum(1) + tv * _tv(m[:, 0], beta)) + prob
+            opt.zero_grad()
+            loss.sum().backward()
+            opt.step()
+            m.data.clamp_(0, 1)
+    finally:
+        for p, r in zip(model.parameters(), requires):
+            p.requires_grad_(r)
+    with torch.no_grad():
+        up = smooth(F.interpolate(m, size=size, mode="bilinear", align_corners=False))[:, 0]
+    return minmax(1 - up)
+
+
+def fake_cam_maps(model, images: torch.Tensor, targets) -> torch.Tensor:
+    """Fake-CAM (Poppi et al. 2021, 002 L798): 0 at the top-left pixel, 1 elsewhere, for every image."""
+    return fake_cam(*images.shape[2:]).to(images.device).expand(len(images), -1, -1).clone()
+
+
+def center_maps(model, images: torch.Tensor, targets) -> torch.Tensor:
+    """The centre baseline of the pointing game (001's "Ctr"): a Gaussian bump at the image centre."""
+    h, w = images.shape[2:]
+    ys = torch.arange(h, device=images.device, dtype=torch.float32) - (h - 1) / 2
+    xs = torch.arange(w, device=images.device, dtype=torch.float32) - (w - 1) / 2
+    g = torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * (0.25 * min(h, w)) ** 2))
+    return minmax(g.expand(len(images), h, w).clone())
