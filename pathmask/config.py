@@ -1,0 +1,81 @@
+"""Config of the pathmask chapter (dataclasses only: experiments/pathmask.py imports this at load time,
+without JAX). One config for every experiment, so the CNN and the VAE are trained once per seed and
+shared through identical work-folder keys."""
+from __future__ import annotations
+
+import dataclasses
+
+from common.config import ConfigError, param
+
+# alpha_lk of semantic morphing per dataset (003 L1601/L1753: MNIST 0.1; L1826-1828: NotMNIST 10;
+# L1907: FashionMNIST "the same as with NotMNIST")
+ALPHA_LK = {"mnist5k": 0.1, "mnist": 0.1, "notmnist_small": 10.0, "fashion-mnist": 10.0, "cifar10": 10.0}
+# appendix C: MNIST and NotMNIST share one architecture; FashionMNIST and CIFAR10 have their own
+ARCH = {"mnist5k": "mnist", "mnist": "mnist", "notmnist_small": "mnist", "fashion-mnist": "fashion",
+        "cifar10": "cifar"}
+# datasets with only an "all" split: we split them (stratified, fixed seed) into train / test
+SPLIT_OURSELVES = ("notmnist_small",)
+
+
+@dataclasses.dataclass
+class NetTrain:
+    """Training of the CNN or the VAE (epochs, lr, batch size are not in document 003: ours)."""
+    epochs: int = param(8, ge=1)
+    batch_size: int = param(64, ge=1)
+    lr: float = param(1e-3, gt=0)          # Adam
+    ckpt_every: int = param(500, ge=1)
+    log_every: int = param(50, ge=1)
+
+
+@dataclasses.dataclass
+class PathMaskConfig:
+    dataset: str = param("mnist5k", choices=tuple(ARCH))
+    arch: str = param("auto", choices=("auto", "mnist", "fashion", "cifar"))   # auto: ARCH[dataset]
+    test_fraction: float = param(0.2, gt=0, lt=1)   # SPLIT_OURSELVES datasets only
+    latent_dim: int = param(100, ge=2)              # app. C: 100
+    kl_weight: float = param(1.0, gt=0)             # app. B: L2 reconstruction + KL (weight 1)
+    cnn: NetTrain = dataclasses.field(default_factory=lambda: NetTrain(epochs=6))
+    vae: NetTrain = dataclasses.field(default_factory=lambda: NetTrain(epochs=15))
+    # best embedding (5.1): codes sampled from the encoder's distribution
+    best_of: int = param(32, ge=1)
+    # interpolation (4.3, Fig 4.5): random pairs of training codes, path length n
+    interp_pairs: int = param(200, ge=1)
+    path_steps: int = param(100, ge=3)              # n: 4.4 uses 100 steps (L1480)
+    # entropy vs gradient magnitude (4.4): pairs = nearest training code by cosine of another class
+    corr_pairs: int = param(200, ge=2)              # thesis 1000 (L1499)
+    corr_path_steps: int = param(50, ge=3)           # thesis 100
+    # semantic morphing (4.5)
+    alpha_lk: float = param(0.0, ge=0)              # 0: the dataset's value from the thesis (ALPHA_LK)
+    morph_lr: float = param(1e-2, gt=0)             # thesis: Adam 1e-3 (L1601) over <= 5000 steps
+    morph_max_steps: int = param(500, ge=1)         # thesis 5000 (L1752); 10x the lr, 1/10 the steps
+    entropy_threshold: float = param(0.01, gt=0, lt=1)   # 0.01, base 2, over the two classes' softmax
+    morph_samples: int = param(300, ge=1)           # error rate: thesis 100; the note asks >= 300
+    morph_batch: int = param(64, ge=1)              # slots of the jit(vmap) program
+    morph_segment: int = param(25, ge=1)            # steps per call before finished slots are refilled
+    # path-mask (4.6)
+    mask_lr: float = param(1e-2, gt=0)              # thesis: Adam 1e-3 over 3000 steps
+    mask_steps: int = param(200, ge=1)              # thesis 3000 (L1756)
+    mask_l1: float = param(1.0, ge=0)               # 1 (L1756)
+    mask_blur_sigma: float = param(1.0, gt=0)       # ours: the thesis does not give the blur's sigma
+    mask_patience: int = param(50, ge=0)            # per-sample early stop: no gain > mask_tol for this many steps (0: never)
+    mask_tol: float = param(1e-4, ge=0)
+    mask_path_steps: int = param(16, ge=3)          # n of the path-mask path (thesis: not given; 4.4 uses 100)
+    mask_samples: int = param(6, ge=1)              # Fig 5.3: correctly classified test inputs
+    mask_wrong: int = param(2, ge=0)                # Fig 5.5: misclassified test inputs
+    # claims
+    error_rate_tol: float = param(0.05, gt=0)       # |error rate - 0.03| tolerance of the Wilson interval
+    eval_batch: int = param(500, ge=1)
+    n_examples: int = param(8, ge=1)
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.resolved_arch() == "cifar" and self.dataset != "cifar10":
+            raise ConfigError(f"arch 'cifar' needs 3-channel 32x32 data, not '{self.dataset}'")
+        if self.resolved_arch() != "cifar" and self.dataset == "cifar10":
+            raise ConfigError("dataset 'cifar10' needs arch 'cifar' (or 'auto')")
+
+    def resolved_arch(self) -> str:
+        return ARCH[self.dataset] if self.arch == "auto" else self.arch
+
+    def resolved_alpha_lk(self) -> float:
+        return self.alpha_lk if self.alpha_lk > 0 else ALPHA_LK[self.dataset]
