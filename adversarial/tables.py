@@ -277,7 +277,7 @@ def _figure_6_6(ctx, state, maps, pairs):
 # --------------------------------------------------------------------------------------------------
 # Beyond the thesis: adaptive attacks
 # --------------------------------------------------------------------------------------------------
-ADAPTIVE_MODELS = ("f_R", "f_R o A_R", "f_I", "f_I o A_I", "f_R o A_S")
+ADAPTIVE_MODELS = ("f_R", "f_R o A_R", "f_I", "f_I o A_I")      # the StSNets and their baselines
 
 
 def adaptive(cfg, ctx) -> dict:

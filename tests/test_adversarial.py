@@ -1,0 +1,183 @@
+"""adversarial/: the threat model of 6.2.2 against torchattacks, C&W's behaviour, the torch twin of
+the autoencoder against the JAX bridge, the BPDA gradient, Eq 6.1 and the matched-L2 comparison,
+and the chapter end to end at the smoke preset."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+torchattacks = pytest.importorskip("torchattacks")
+
+from adversarial import attacks as A   # noqa: E402
+from adversarial.curves import curve, matched_gap, max_rise   # noqa: E402
+
+
+def _cnn(seed=0, c=1, k=10):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(c, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, k)).eval()
+
+
+def _data(n=16, seed=1, c=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, c, 16, 16, generator=g)
+    x[:, :, :3] = 0.0          # black rows and
+    x[:, :, -2:] = 1.0         # saturated rows: the clipping is exercised
+    return x, torch.randint(0, 10, (n,), generator=g)
+
+
+def test_fgsm_equals_torchattacks_for_every_eps():
+    model, (x, y) = _cnn(), _data()
+    eps = (0.5, 2.0, 16.0)
+    ours = A.fgsm(model, x, y, eps)
+    for e, adv in zip(eps, ours):
+        ref = torchattacks.FGSM(model, eps=e / 255)(x, y)
+        torch.testing.assert_close(adv, ref, atol=1e-6, rtol=0)
+        assert adv.min() >= 0 and adv.max() <= 1
+        assert (adv - x).abs().max() > 0.9 * e / 255
+
+
+def test_bim_eps_is_the_step_and_equals_torchattacks_without_projection():
+    model, (x, y) = _cnn(), _data()
+    e, n = 4.0, 10
+    ours = A.bim(model, x, y, e, n)
+    ref = torchattacks.BIM(model, eps=n * e / 255, alpha=e / 255, steps=n)(x, y)
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+    assert ours.min() >= 0 and ours.max() <= 1
+    # the quirk matters: reading eps as the budget (projection onto the eps-ball) is a different attack
+    budget = torchattacks.BIM(model, eps=e / 255, alpha=e / 255, steps=n)(x, y)
+    assert (ours - x).abs().max() > 2 * e / 255 >= (budget - x).abs().max() - 1e-6
+
+
+def _separable(n=64, d=64, k=10, seed=0):
+    """A linear model and inputs it classifies correctly with a margin (labels = its own argmax)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, k)).eval()
+    x = 0.25 + 0.5 * torch.rand(n, 1, 8, 8)
+    y = model(x).argmax(1)
+    return model, x, y
+
+
+@pytest.mark.parametrize("box", ["tanh", "clip"])
+def test_cw_lowers_accuracy_monotonically_in_eps(box):
+    model, x, y = _separable()
+    assert (A.predict(model, x) == y).all()
+    delta, hist = A.cw_delta(model, x, y, steps=100, lr=1e-2, c=10.0, box=box, return_history=True)
+    assert hist[-1] < hist[0]                                   # Adam decreased Eq 6.4's objective
+    eps = (0.5, 1.0, 2.0, 4.0, 8.0)
+    advs = A.cw_scaled(x, delta, eps)
+    accs = [float((A.predict(model, a) == y).float().mean()) for a in advs]
+    assert all(b <= a for a, b in zip(accs, accs[1:])), accs
+    assert accs[-1] < 0.5 < accs[0] + 1e-9 or accs[-1] < accs[0], accs
+    for a in advs:
+        assert a.min() >= 0 and a.max() <= 1
+
+
+def test_cw_margin_is_untargeted_and_masks_the_true_class():
+    z = torch.tensor([[-5.0, -1.0, -3.0], [2.0, 0.0, 1.0]])
+    y = torch.tensor([1, 0])
+    # sample 0: Z_y = -1, best other = -3 -> 2 (torchattacks' one-hot product would give -1 - 0 = -1)
+    torch.testing.assert_close(A.cw_margin(z, y), torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(A.cw_margin(-z, y, kappa=0.5), torch.tensor([-0.5, -0.5]))
+
+
+def test_tanh_box_freezes_pixels_at_zero_and_one():
+    model, (x, y) = _cnn(), _data()
+    delta = A.cw_delta(model, x, y, steps=20, lr=1e-2, box="tanh")
+    assert torch.all(delta[:, :, :3] == 0) and torch.all(delta[:, :, -2:] == 0)
+    assert delta[:, :, 3:-2].abs().max() > 0
+    clip = A.cw_delta(model, x, y, steps=20, lr=1e-2, box="clip")
+    assert clip[:, :, :3].abs().max() > 0                      # the projected variant can move them
+
+
+def test_normalised_l2_and_curve_use_true_positives_only():
+    x = torch.ones(3, 1, 2, 2)
+    adv = x.clone()
+    adv[0, 0, 0, 0] = 0.0
+    adv[1] = 0.0
+    r = A.normalised_l2_ratios(x, adv).numpy()
+    np.testing.assert_allclose(r, [0.5, 1.0, 0.0])
+    clean = np.array([True, False, True])                       # image 1 misclassified clean: left out of Lbar_2
+    correct = np.array([[True, False, False]])
+    l2, acc = curve(correct, r[None], clean)
+    np.testing.assert_allclose(l2, [0.0, 0.25])
+    np.testing.assert_allclose(acc, [200 / 3, 100 / 3])
+
+
+def test_matched_gap_compares_at_equal_l2_not_equal_eps():
+    n = 200
+    rng = np.random.default_rng(0)
+    clean = np.ones(n, bool)
+    # b: accuracy falls to 0 at Lbar_2 = 0.2; a: the same accuracies at twice the Lbar_2 (more robust)
+    ratio_b = np.tile(np.array([[0.05], [0.1], [0.2]]), (1, n))
+    ratio_a = 2 * ratio_b
+    correct = np.stack([rng.random(n) < p for p in (0.8, 0.4, 0.0)])
+    a = {"correct": correct, "ratio": ratio_a, "clean": clean}
+    b = {"correct": correct, "ratio": ratio_b, "clean": clean}
+    g, lo, hi = matched_gap(a, b, n_grid=21, n_boot=100)
+    assert lo > 0 and g > 10                                    # equal at every eps, better at matched L2
+    g0, lo0, hi0 = matched_gap(a, a, n_grid=21, n_boot=100)
+    assert g0 == 0 and lo0 == 0 and hi0 == 0
+    rise, rise_hi = max_rise(b)
+    assert rise <= 0
+    up = {"correct": correct[::-1], "ratio": ratio_b, "clean": np.zeros(n, bool)}
+    assert max_rise(up)[1] > 30
+
+
+def _segnet_pair(c=1, size=16, seed=0):
+    import jax
+    from capacity.autoencoder import SegNet, init_segnet
+    model = SegNet((4, 8), (1, 1), c)
+    variables = init_segnet(model, jax.random.PRNGKey(seed), (size, size, c))
+    # non-trivial batch-norm statistics, so the copy of running mean / var is exercised
+    stats = jax.tree_util.tree_map(lambda v: v + 0.1 * jax.random.uniform(jax.random.PRNGKey(1), v.shape),
+                                   variables["batch_stats"])
+    return model, {"params": variables["params"], "batch_stats": stats}
+
+
+def test_torch_twin_and_bridge_give_identical_outputs_and_gradients():
+    from adversarial.ensemble import BridgeAutoencoder, Composite, TorchAutoencoder
+    seg, variables = _segnet_pair()
+    clf = _cnn(seed=3)
+    twin = Composite(clf, TorchAutoencoder(seg, variables, 1))
+    bridge = Composite(clf, BridgeAutoencoder(seg, variables))
+    x, y = _data(n=6, seed=4)
+    torch.testing.assert_close(twin.autoencoder(x), bridge.autoencoder(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(twin(x), bridge(x), atol=1e-5, rtol=1e-4)
+    g_twin, g_bridge = A.input_gradient(twin, x, y), A.input_gradient(bridge, x, y)
+    assert g_twin.abs().max() > 0
+    torch.testing.assert_close(g_twin, g_bridge, atol=1e-6, rtol=1e-3)
+
+
+def test_bpda_gradient_is_the_classifiers_gradient_at_the_reconstruction():
+    from adversarial.ensemble import Composite, TorchAutoencoder
+    seg, variables = _segnet_pair(seed=2)
+    clf, ae = _cnn(seed=5), TorchAutoencoder(seg, variables, 1)
+    full, bpda = Composite(clf, ae), Composite(clf, ae, straight_through=True)
+    x, y = _data(n=5, seed=6)
+    torch.testing.assert_close(bpda(x), full(x))              # forward: the whole ensemble
+    r = ae(x).detach()
+    expected = A.input_gradient(clf, r, y)                      # d L / d x_hat at x_hat = A(x)
+    torch.testing.assert_close(A.input_gradient(bpda, x, y), expected)
+    assert not torch.allclose(A.input_gradient(full, x, y), expected, atol=1e-6)
+
+
+def test_chapter_runs_at_smoke_and_shares_attacks(tmp_path):
+    pytest.importorskip("jax")
+    from common.experiment import run_experiment
+    out = tmp_path / "out"
+    r3 = run_experiment("adversarial.fig6_3", "smoke", out_root=out)
+    m = r3["metrics"]
+    for tag in ("fR", "fI", "fR_AR", "fI_AI", "fR_AS"):
+        for atk in ("fgsm", "bim", "cw"):
+            assert 0.0 <= m[f"acc_{atk}_max_{tag}"] <= m[f"clean_{tag}"] + 1e-9
+            assert m[f"l2_{atk}_max_{tag}"] > 0
+    # white-box BIM through the whole ensemble hurts every model that has anything to lose
+    assert any(m[f"drop_bim_{t}"] > 0 for t in ("fR", "fI", "fR_AR", "fI_AI"))
+    r4 = run_experiment("adversarial.fig6_4", "smoke", out_root=out)
+    att = [s for s in r4["provenance"]["stages"]["0"] if s["stage"].startswith("adversarial-attack-")]
+    assert att and all(s["status"] == "loaded" for s in att)  # Fig 6.4 reused Fig 6.3's attack runs
+    cap = [s for s in r4["provenance"]["stages"]["0"] if s["stage"].startswith("capacity-")]
+    assert cap and all(s["status"] == "loaded" for s in cap)
+    r1 = run_experiment("adversarial.tab6_1", "smoke", out_root=out)
+    assert 0.0 < r1["metrics"]["ssim_fR__fR_AR"] < 1.0

@@ -1,0 +1,48 @@
+"""The paper preset's code path (torchvision ResNet50 / Inception-v3 with random weights, ImageNet
+folder layout, a pre-training image folder) on a tiny synthetic fixture: every attack of Fig 6.3
+through the whole ensemble, and Tab 6.1."""
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("torchvision")
+pytest.importorskip("torchattacks")
+
+
+def _write_images(folder, n, seed):
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+
+
+def test_paper_preset_code_path_on_tiny_folder(tmp_path):
+    from common.experiment import run_experiment
+    root = tmp_path / "data"
+    for split, n in (("train", 4), ("val", 3)):
+        for k, wnid in enumerate(("n01440764", "n01443537")):
+            _write_images(root / "imagenet" / split / wnid, n, seed=k + (10 if split == "val" else 0))
+    _write_images(root / "yfcc" / "a", 8, seed=99)
+    cap = {"zoo_weights": "random", "image_size": 32, "resize": 36, "pretrain_folder": "yfcc", "num_workers": 0,
+           "n_classes": 2, "train.batch_size": 4, "ae.widths": (4, 4), "ae.convs": (1, 1), "ae.batch_size": 4,
+           "ae.pretrain_images": 8, "ae.plateau_images": 4, "ae.finetune_batch_size": 4, "ae.finetune_epochs": 1,
+           "ae.ckpt_every": 2, "ae.log_every": 1, "progress": False}
+    overrides = {f"capacity.{k}": v for k, v in cap.items()}
+    overrides.update({"n_eval": 3, "batch_size": 3, "fgsm_eps": (4.0, 16.0), "bim_eps": (4.0,), "bim_steps": 2,
+                      "cw_eps": (1.0, 4.0), "cw_steps": 2, "n_ssim": 3, "ssim_win": 7, "n_boot": 50, "n_grid": 4,
+                      "progress": False})
+    out = tmp_path / "out"
+    rec = run_experiment("adversarial.fig6_3", "paper", out_root=out, data_root=str(root), overrides=overrides)
+    m = rec["metrics"]
+    assert rec["provenance"]["config"]["role_R"] == "resnet50"
+    assert rec["provenance"]["config"]["capacity"]["zoo"] is True
+    for tag in ("fR", "fI", "fR_AR", "fI_AI", "fR_AS"):
+        assert 0.0 <= m[f"clean_{tag}"] <= 100.0
+        assert m[f"l2_fgsm_max_{tag}"] > 0
+    names = {d["name"] for d in rec["provenance"]["datasets"]}
+    assert {"imagenet", "pretrain-folder"} <= names
+    statuses = {c["claim"][:40]: c["status"] for c in rec["claims"]}
+    assert any(s != "SKIP" for s in statuses.values())     # the paper-only Inception claim is judged here
+    r61 = run_experiment("adversarial.tab6_1", "paper", out_root=out, data_root=str(root), overrides=overrides)
+    assert -1.0 <= r61["metrics"]["ssim_fR__AS"] <= 1.0
