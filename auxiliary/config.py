@@ -41,7 +41,7 @@ class SSALConfig:
     lambdas: tuple = ()                   # Eq 7.4 (lambda_f, lambda_1, ...); () = all 1
     similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
     seeding: str = param("thesis", choices=("thesis", "farthest"))
-    tab7_2_rows: tuple = TAB_7_2_ROWS
+    tab7_2_rows: tuple = ("ResNet", "WideResNet", "DeepResNet", "GapCatNoSSAL", "LinearComb", "SSAL x1", "SSAL x3")
     n_random_partitions: int = param(200, ge=10)
     n_boot: int = param(1000, ge=100)
     tol: float = param(1.0, ge=0)         # p.p. tolerance of "+JP >= +TR >= baseline" (note: thesis' own exceptions)
@@ -50,7 +50,7 @@ class SSALConfig:
     eval_batch_size: int = param(500, ge=1)
     progress_bars: bool = True
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        epochs=6, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
+        epochs=4, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
         weight_decay=0.0, ckpt_every=400, log_every=20))
     lc_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=5, batch_size=256, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))

@@ -136,7 +136,7 @@ def planted_block_confusion(k: int, n_blocks: int, n_per_label: int = 100, accur
     """A confusion matrix with a known structure: labels in ``n_blocks`` random balanced blocks;
     each label's errors fall inside its block with probability ``in_block``. Returns (C, blocks)."""
     rng = np.random.default_rng(seed)
-    blocks = random_balanced_groups(k, n_blocks, seed + 1)
+    blocks = random_balanced_groups(k, n_blocks, 1_000_003 + seed)   # a stream apart from share_table's draws
     c = np.zeros((k, k))
     for i in range(k):
         mates = np.flatnonzero((blocks == blocks[i]) & (np.arange(k) != i))

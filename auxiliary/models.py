@@ -341,7 +341,7 @@ def tab_7_2_model(name: str, n_classes: int = 200, groups: Sequence[int] = TAB_7
     three = [tiny_imagenet_branch(p, g) for p, g in zip(TAB_7_2_POINTS, groups)]
     if name == "SSAL x1":
         return SSALNet(resnet(18, n_classes), [tiny_imagenet_branch("g2", groups[0])])
-    if name in ("SSAL x3", "LinearComb"):     # LinearComb: SSAL x3 + a linear layer (see linear_comb_params)
+    if name == "SSAL x3":
         return SSALNet(resnet(18, n_classes), three)
     if name == "GapCatNoSSAL":
         return SSALNet(resnet(18, n_classes), three, combine="gapcat")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from auxiliary.config import SSALConfig
+from auxiliary.config import TAB_7_2_ROWS, SSALConfig
 from common.claims import Claim, interval_above
 from common.experiment import Experiment, register
 
@@ -19,7 +19,8 @@ _TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "t
                 "train.warmup_frac": 0.4, "train.ckpt_every": 500, "train.log_every": 50}
 PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
          "branch_layout": "thesis", "eval_batch_size": 500,
-         "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), **_TRAIN_PAPER}
+         "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
+         **_TRAIN_PAPER}
 SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
          "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
          "n_random_partitions": 20, "n_cam_examples": 2, "progress_bars": False, "train.epochs": 1,
