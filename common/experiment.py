@@ -14,7 +14,8 @@ effects are small and a single seed can be lucky). Each seed is a full run of th
 result holds every seed's metrics, their mean and std, and claims judged over all seeds
 (``common.claims.evaluate_over_seeds``). Seeds run as parallel processes with ``jobs > 1``: one
 lane per (chapter, seed), so that experiments of a chapter that share a training stage (same seed,
-same work folder) never run at the same time.
+same work folder) never run at the same time; a chapter that reuses another chapter's stages
+registers with ``lane=<that chapter>`` and joins its lanes.
 
 Work folders (``ctx.work_dir``): a cached stage is reused only when everything that made it is the
 same: its config key, the identity of the datasets it reads (name, split, resolved path,
@@ -61,10 +62,17 @@ class Experiment:
     variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # name -> overrides
     variant_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)       # set on a variant
     registered_in: str = ""                     # module that registered it (re-imported by worker processes)
+    # experiments that train the same stages must never run at once: one lane per (lane, seed); a
+    # chapter that reuses another's trained models names that chapter here (adversarial: "capacity")
+    lane: str = ""
 
     @property
     def chapter(self) -> str:
         return self.name.split(".", 1)[0]
+
+    @property
+    def lane_key(self) -> str:
+        return self.lane or self.chapter
 
     def resolve_config(self, preset: str, overrides: Mapping[str, Any] | None = None):
         """Defaults, then the preset, then the variant, then the user's overrides; every value checked."""
@@ -353,7 +361,7 @@ def run_experiments(names: Sequence[str], preset: str = "default", *, out_root: 
         e_seeds = tuple(seeds) if seeds is not None else e.seeds_for(preset)
         plan[e.name] = (e, final, staging, e_seeds, R.utc_stamp(), time.time())
         for s in e_seeds:
-            lanes.setdefault((e.chapter, s), []).append(_SeedTask(
+            lanes.setdefault((e.lane_key, s), []).append(_SeedTask(
                 e.name, preset, s, str(staging / f"seed-{s}"), str(out_root), data_root, device, overrides, threads,
                 e.registered_in))
     results: dict[str, list[dict]] = {n: [] for n in plan}

@@ -303,3 +303,9 @@ def test_a_dead_worker_fails_its_experiment_not_the_run(tmp_path):
     assert isinstance(out["trustdies.exp"], ExperimentFailed) and "worker process" in str(out["trustdies.exp"])
     assert not (tmp_path / "trustdies.exp" / "default").exists()
     assert list((tmp_path / "trustdies.exp").glob("default.failed-*/error.txt"))
+
+
+def test_experiments_sharing_stages_share_a_lane():
+    a = Experiment(name="capx.a", target="m:f", config=ToyConfig, presets={"smoke": {}, "paper": {}})
+    b = Experiment(name="advx.b", target="m:f", config=ToyConfig, presets={"smoke": {}, "paper": {}}, lane="capx")
+    assert a.lane_key == b.lane_key == "capx"
