@@ -11,8 +11,9 @@ with Adam, p_self the softmax probability of the self label, and ``w_t`` the sam
 in morphing (cumulative mean |objective| / cumulative mean |L1|, constant in the gradient).
 Our choices (the thesis leaves them open): m = blur(sigmoid(v)) with v free and initialised at 0
 (m = 0.5), blur a Gaussian of ``sigma`` pixels (truncated at 3 sigma, edges renormalised so blur
-keeps [0, 1]); per-sample early stopping when the loss has not improved by more than ``tol``
-(relative) for ``patience`` steps (patience 0: run all steps, as the thesis does).
+keeps [0, 1]); per-sample early stopping once no pixel of the mask has moved by ``tol`` or more
+for ``patience`` consecutive steps (patience 0: run all steps, as the thesis does). (The normalised
+loss is no stopping signal: its weight w_t moves with the running means.)
 
 ONE ``jax.jit(jax.vmap(mask_one))`` over the batch, a ``lax.while_loop`` per sample (as morphing).
 """
@@ -100,16 +101,16 @@ def make_mask_one(classify, *, shape_hw, lr: float, l1: float, sigma: float, max
                 return ob + l1 * w * rg
             loss, g = jax.value_and_grad(loss_fn)(v)
             upd, opt = tx.update(g, st["opt"], v)
-            improved = loss < st["best"] - tol * jnp.abs(st["best"])
-            since = jnp.where(improved, 0, st["since"] + 1)
+            new_v = optax.apply_updates(v, upd)
+            change = jnp.max(jnp.abs(blur(jax.nn.sigmoid(new_v), sigma) - blur(jax.nn.sigmoid(v), sigma)))
+            since = jnp.where(change < tol, st["since"] + 1, 0)
             done = (since >= patience) if patience > 0 else jnp.array(False)
-            return dict(st, v=optax.apply_updates(v, upd), opt=opt, step=st["step"] + 1,
-                        sum_obj=sum_obj, sum_reg=sum_reg, best=jnp.where(improved, loss, st["best"]),
+            return dict(st, v=new_v, opt=opt, step=st["step"] + 1, sum_obj=sum_obj, sum_reg=sum_reg,
                         since=since, done=done, h_loss=st["h_loss"].at[st["step"]].set(loss))
 
         v0 = jnp.zeros(shape_hw, jnp.float32)
         st0 = {"v": v0, "opt": tx.init(v0), "step": jnp.array(0, jnp.int32), "sum_obj": jnp.array(0.0),
-               "sum_reg": jnp.array(0.0), "best": jnp.array(jnp.inf), "since": jnp.array(0, jnp.int32),
+               "sum_reg": jnp.array(0.0), "since": jnp.array(0, jnp.int32),
                "done": jnp.array(False), "h_loss": jnp.full((max_steps,), jnp.nan, jnp.float32)}
         st = jax.lax.while_loop(cond, body, st0)
         m = blur(jax.nn.sigmoid(st["v"]), sigma)
