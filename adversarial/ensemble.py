@@ -10,8 +10,8 @@
 Gradients must flow through the JAX autoencoder. Two ways, same numbers (tests/test_adversarial.py
 checks outputs and input gradients agree): ``"torch"`` copies the Flax weights into capacity's torch
 twin of the SegNet (capacity/segnet_torch.py) and stays in torch autograd; ``"bridge"`` calls the
-jitted Flax forward through ``common.bridge.jax_as_torch``. bench/attacks.py times both; "torch"
-is the default (faster on CPU: no DLPack crossing and no VJP closure per call, see the README).
+jitted Flax forward through ``common.bridge.jax_as_torch``. bench/attacks.py times both (equal within
+noise on CPU); "torch" is the default because the ensemble is then a plain torch module.
 """
 from __future__ import annotations
 

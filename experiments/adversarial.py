@@ -132,7 +132,8 @@ C_ABOVE = Claim("each StSNet lies above its baseline at matched normalised L2 fo
                 "baseline actually drops", _stsnet_above, presets=("default", "paper"), source="000 L1480-1484, Fig 6.3")
 C_ITER = Claim(f"iterative attacks (BIM, C&W) at least as strong as FGSM at matched L2 ({L['tol']})", _iterative_stronger,
                presets=("default", "paper"), source="000 L1496-1500")
-C_MONO = Claim(f"accuracy non-increasing as the budget grows (no rise beyond {L['tol']})", _monotone,
+C_MONO = Claim("accuracy non-increasing as the budget grows (no rise between budgets whose upper bound "
+                "reaches cfg.tol points)", _monotone,
                presets=("default", "paper"), source="000 L1500")
 C_ORDER = Claim("f_R below f_R o A_S below both StSNets at matched L2", _ordering, presets=("default", "paper"),
                 source="000 L1484, L1492")
