@@ -165,7 +165,8 @@ IMAGENET_VAL = "ImageNet val (ILSVRC2012, 50,000 images), ResNet50 / Inception-v
 def _reg(name, target, title, source, claims=(), reported=None):
     register(Experiment(name=f"adversarial.{name}", target=f"adversarial.tables:{target}", config=AdversarialConfig,
                         presets=PRESETS, title=title, source=source, reported=reported or {},
-                        reported_on=IMAGENET_VAL, claims=claims))
+                        reported_on=IMAGENET_VAL, claims=claims,
+                        lane="capacity"))   # trains / loads capacity's stages: never at once with capacity's runs
 
 
 _reg("fig6_3", "figure_6_3", "White-box FGSM / BIM / C&W: accuracy vs normalised L2 of f_R, f_I, their StSNets and "
