@@ -82,9 +82,12 @@ def chapter_readmes() -> list[Path]:
     return sorted(p for p in ROOT.glob("*/README.md") if not p.parent.name.startswith("."))
 
 
-def update_readmes(out_root: str | Path = "results") -> list[Path]:
+def update_readmes(out_root: str | Path = "results", only: list[str] | None = None) -> list[Path]:
+    """Refill the results blocks of the chapter READMEs (``only``: these chapter folders)."""
     changed = []
     for path in chapter_readmes():
+        if only and path.parent.name not in only:
+            continue
         text = path.read_text()
         new, missing = update_text(text, Path(out_root))
         for m in missing:

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", help="registered name, e.g. vqa.tab4_1 (see --list)")
     p.add_argument("--list", action="store_true", help="list experiments and exit")
     p.add_argument("--all", action="store_true", help="run every experiment at the preset, then the report")
-    p.add_argument("--only", default="", help="with --all: comma-separated experiment names or chapters")
+    p.add_argument("--only", default="", help="with --all: comma-separated experiment names or chapters; "
+                                                 "with --readme-tables: chapter folders")
     p.add_argument("--report", action="store_true", help="rebuild results/REPORT.md and exit")
     p.add_argument("--readme-tables", action="store_true",
                    help="rewrite the results blocks of the chapter READMEs from results/ and exit")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.readme_tables:
             from common.readme_tables import update_readmes
-            for path in update_readmes(args.out):
+            for path in update_readmes(args.out, [s.strip() for s in args.only.split(",") if s.strip()]):
                 print(f"updated {path}")
             return 0
         if args.all:
