@@ -43,12 +43,11 @@ KERNELS = {
 class SmoothMaskGenerator(MaskGenerator):
     """TorchRay's ``MaskGenerator`` (same lattice, margin, smooth-max pooling with 1/T = 20) with a
     choice of radial kernel profile. TorchRay fixes the profile inside ``__init__``; the weights are
-    recomputed here from the same geometry (tested equal to TorchRay's for ``kernel="torchray"``)."""
+    recomputed here from the same geometry for either profile (tested equal to TorchRay's for
+    ``kernel="torchray"``)."""
 
     def __init__(self, shape, step, sigma, kernel: str = "torchray"):
         super().__init__(shape, step, sigma)
-        if kernel == "torchray":
-            return
         profile = KERNELS[kernel]
         r = 2 * self.radius + 1
         step_inv = [torch.tensor(zm, dtype=torch.float32) / torch.tensor(zo, dtype=torch.float32)
