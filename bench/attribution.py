@@ -11,9 +11,17 @@ TorchRay extremal (1 area, 800 iterations) 0.1 img/s, captum IG-50 56 img/s, Gra
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import torch
+# this file is named like the chapter package: run as a script, its folder must not shadow it
+_HERE = Path(__file__).resolve().parent
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+sys.modules.pop("attribution", None)
+
+import torch  # noqa: E402
 
 
 def timed(fn, n_images: int, device) -> float:
@@ -61,6 +69,8 @@ def main():
     rows = {}
     rows["TorchRay extremal"] = timed(lambda: [torchray_ep(model, x[i:i + 1], int(y[i]), areas=areas, **kw)
                                                for i in range(nt)], nt, dev)
+    for p in model.parameters():      # TorchRay switches requires_grad off and never back on
+        p.requires_grad_(True)
     rows["ours extremal (batched)"] = timed(lambda: extremal_perturbation(model, x, y, areas, **kw), a.images, dev)
     rows["Opti-CAM (100 it.)"] = timed(lambda: opti_cam(model, x, y), a.images, dev)
     rows["captum IG-50"] = timed(lambda: captum_integrated_gradients(model, x, y, n_steps=50), a.images, dev)
