@@ -30,14 +30,14 @@ class SSALConfig:
     branch_kind: str = param("conv", choices=("conv", "inception"))      # Fig 7.3 | Tab 7.1 branch type
     branch_convs: tuple = (16, 16, 32, 32)   # conv branch: 3x3 conv+BN+ReLU channels (Tab A.2: 128, 128, 256, 256)
     branch_hidden: int = param(32, ge=0)     # conv branch FC (Tab A.2: 256)
-    branch_stride: int = param(2, ge=1)      # first conv of a branch at g1 (Tab A.3's AuxNet1: stride 2)
+    branch_strides: tuple = (2, 1, 2, 1)     # conv branch strides: a receptive field over both digits (paper: 1s)
     inception_width: int = param(8, ge=1)
     fig7_3_groups: tuple = (2, 4, 10, 20)
     fig7_3_point: str = "g1"              # "before the first residual block" (L1713)
     three_groups: tuple = (20, 33, 50)    # Tab 7.3 (Tab 7.1: 20, 30, 50)
     three_points: tuple = ("g1", "g2", "g3")
     single_point: str = "g2"              # Tab 7.2's SSAL x1: "after the first residual block"
-    eta: float = param(1.0, gt=0, le=1)   # Eq 7.5 exponent with more than one branch (Tab 7.1: 0.3 / 0.4 / 1.0)
+    eta: float = param(0.4, gt=0, le=1)   # Eq 7.5 exponent with more than one branch (Tab 7.1's best: 0.3 / 0.4)
     lambdas: tuple = ()                   # Eq 7.4 (lambda_f, lambda_1, ...); () = all 1
     similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
     seeding: str = param("thesis", choices=("thesis", "farthest"))
@@ -50,10 +50,10 @@ class SSALConfig:
     eval_batch_size: int = param(500, ge=1)
     progress_bars: bool = True
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        epochs=4, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
+        epochs=5, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
         weight_decay=0.0, ckpt_every=400, log_every=20))
     lc_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        epochs=5, batch_size=256, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
+        epochs=40, batch_size=128, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
 
     def validate(self) -> None:
         for a in self.archs:
@@ -66,5 +66,7 @@ class SSALConfig:
         unknown = [r for r in self.tab7_2_rows if r not in TAB_7_2_ROWS]
         if unknown:
             raise ConfigError(f"tab7_2_rows: unknown {unknown} (choose from {', '.join(TAB_7_2_ROWS)})")
+        if self.branch_strides and len(self.branch_strides) != len(self.branch_convs):
+            raise ConfigError(f"branch_strides {self.branch_strides} and branch_convs {self.branch_convs} differ in length")
         if any(g < 2 for g in (*self.fig7_3_groups, *self.three_groups)):
             raise ConfigError("every branch needs at least 2 groups")

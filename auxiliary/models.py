@@ -187,15 +187,16 @@ def densenet_bc(depth: int = 100, growth: int = 12, n_classes: int = 100, compre
 # Branches
 # --------------------------------------------------------------------------------------------------
 class ConvBranch(nn.Module):
-    """Fig 7.3 / Tab A.2 branch: 3x3 conv+BN+ReLU layers (``convs``: channels, first one with
-    ``stride``), GAP, ``hidden`` FC + ReLU (0: none), linear output over the groups."""
+    """Fig 7.3 / Tab A.2 branch: 3x3 conv+BN+ReLU layers (``convs``: channels; ``strides`` per conv, or
+    ``stride`` for the first one only), GAP, ``hidden`` FC + ReLU (0: none), linear output over the groups."""
 
     def __init__(self, cin: int, n_groups: int, convs: Sequence[int] = (128, 128, 256, 256), hidden: int = 256,
-                 stride: int = 1):
+                 stride: int = 1, strides: Sequence[int] | None = None):
         super().__init__()
         layers, c = [], cin
-        for i, w in enumerate(convs):
-            layers.append(conv_bn_relu(c, w, 3, stride if i == 0 else 1))
+        strides = tuple(strides) if strides else (stride,) + (1,) * (len(convs) - 1)
+        for w, s in zip(convs, strides):
+            layers.append(conv_bn_relu(c, w, 3, s))
             c = w
         self.features = nn.Sequential(*layers)
         self.hidden = nn.Sequential(nn.Linear(c, hidden), nn.ReLU(inplace=True)) if hidden else nn.Identity()

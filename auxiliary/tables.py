@@ -61,6 +61,10 @@ def load_data(cfg, ctx) -> Data:
     if cfg.max_test and cfg.max_test < len(test):
         test = test.subset(np.arange(cfg.max_test))
     fit_idx, hold_idx = train_val_split(len(train), cfg.holdout_frac, _HOLDOUT_SEED, labels=train.y)
+    if len(hold_idx) == 0 or len(fit_idx) == 0:
+        from common.config import ConfigError
+        raise ConfigError(f"holdout_frac = {cfg.holdout_frac} of {len(train)} training images leaves "
+                          f"{len(fit_idx)} to fit and {len(hold_idx)} to group by: raise max_train or holdout_frac")
     x = _to_tensor(train.x, cfg.downsample)
     mean, std = x[fit_idx].mean((0, 2, 3), keepdim=True), x[fit_idx].std((0, 2, 3), keepdim=True) + 1e-6
     x = (x - mean) / std
@@ -126,9 +130,8 @@ def branch_spec(cfg, arch: str, point: str, n_groups: int) -> M.BranchSpec:
         return M.BranchSpec(point, n_groups, "inception", (("convs", convs), ("n_inception", lay["inc"]),
                                                            ("inception_width", 64), ("hidden", lay["hidden"])))
     if cfg.branch_kind == "conv":
-        stride = cfg.branch_stride if point == "g1" else 1
         return M.BranchSpec(point, n_groups, "conv", (("convs", tuple(cfg.branch_convs)), ("hidden", cfg.branch_hidden),
-                                                      ("stride", stride)))
+                                                      ("strides", tuple(cfg.branch_strides) or None)))
     c = cfg.branch_convs[0]
     return M.BranchSpec(point, n_groups, "inception", (("convs", ((3, c, 1), (3, c, 1))), ("n_inception", 1),
                                                        ("inception_width", cfg.inception_width), ("hidden", 0)))
@@ -161,6 +164,7 @@ def _train(cfg, ctx, data: Data, stage: str, model: nn.Module, desc: dict, step_
 
 
 def train_baseline(cfg, ctx, data: Data, arch: str, capacity: str = "") -> nn.Module:
+    torch.manual_seed(ctx.seed)   # initial weights from the seed alone, not from what ran before in the process
     m = build_model(cfg, arch, data.k, data.in_channels, capacity=capacity)
     return _train(cfg, ctx, data, f"aux-{arch}-{capacity or 'base'}", m,
                   {"arch": arch, "capacity": capacity, "mini_widths": list(cfg.mini_widths)})
@@ -179,6 +183,7 @@ def groupings(cfg, ctx, data: Data, arch: str, group_counts: Sequence[int]) -> t
 def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: Sequence[np.ndarray],
                combine: str = "ssal") -> nn.Module:
     groups = [int(g.max()) + 1 for g in gammas]
+    torch.manual_seed(ctx.seed)
     m = build_model(cfg, arch, data.k, data.in_channels, points, groups, combine)
     desc = {"arch": arch, "points": list(points), "combine": combine, "layout": cfg.branch_layout,
             "branch": [dataclasses.asdict(s) for s in m.specs], "mini_widths": list(cfg.mini_widths)}
@@ -191,12 +196,14 @@ def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: S
 
 
 def linear_comb(cfg, ctx, data: Data, model: nn.Module) -> nn.Module:
-    """+LC: the linear classifier over the concatenated outputs, trained on the fit split afterwards."""
-    heads = S.predict_heads(model, data.x_fit, cfg.eval_batch_size)
+    """+LC: the linear classifier over the concatenated outputs, trained afterwards on the held-out part
+    of train (the fit split's outputs are those of memorised images: a layer trained on them learns to
+    trust overconfident heads; measured on seed 0 of the default: 79 % against 90 % for f alone)."""
+    heads = S.predict_heads(model, data.x_hold, cfg.eval_batch_size)
     tc = ctx.train_config(cfg.lc_train)
     work = ctx.work_dir("aux-lc", {"parent": model.stage_dir, "train": dataclasses.asdict(
         dataclasses.replace(tc, device="-"))})
-    return S.train_linear_combination(heads, data.y_fit, tc, work)
+    return S.train_linear_combination(heads, data.y_hold, tc, work)
 
 
 # --------------------------------------------------------------------------------------------------

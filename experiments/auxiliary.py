@@ -18,6 +18,7 @@ _TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "t
                 "train.momentum": 0.9, "train.weight_decay": 5e-4, "train.schedule": "onecycle",
                 "train.warmup_frac": 0.4, "train.ckpt_every": 500, "train.log_every": 50}
 PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
+         "branch_strides": (), "eta": 0.4,
          "branch_layout": "thesis", "eval_batch_size": 500,
          "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
          **_TRAIN_PAPER}
