@@ -38,6 +38,7 @@ class SSALConfig:
     three_points: tuple = ("g1", "g2", "g3")
     single_point: str = "g2"              # Tab 7.2's SSAL x1: "after the first residual block"
     eta: float = param(0.4, gt=0, le=1)   # Eq 7.5 exponent with more than one branch (Tab 7.1's best: 0.3 / 0.4)
+    tab7_1_etas: tuple = (1.0, 0.4, 0.3)  # Tab 7.1's values
     lambdas: tuple = ()                   # Eq 7.4 (lambda_f, lambda_1, ...); () = all 1
     similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
     seeding: str = param("thesis", choices=("thesis", "farthest"))

@@ -499,3 +499,34 @@ def parameter_counts(cfg, ctx) -> dict:
     ctx.note("Tab 7.1/7.3 branches use our reconstruction of Tab A.3-A.5 (merged cells and Fig A.7 lost in the "
              "text), so their counts are ours, not the thesis'. Tab 7.2's are tested against the printed ones.")
     return metrics
+
+
+def table_7_1(cfg, ctx) -> dict:
+    """Number of branches and eta: 0 branches (the baseline), 1 branch (20 groups after the first
+    residual block, g2), 2 branches (+ 50 groups after the second, g3), and Tab 7.3's three-branch
+    model; every multi-branch model evaluated with eta in ``tab7_1_etas`` (Eq 7.5, no retraining)."""
+    data = load_data(cfg, ctx)
+    arch = cfg.arch
+    _, gammas = groupings(cfg, ctx, data, arch, (*cfg.three_groups, 20, 50))
+    base = train_baseline(cfg, ctx, data, arch)
+    base_hits = correct(S.predict_heads(base, data.x_test, cfg.eval_batch_size)[0], data.y_test)
+    metrics = {"acc_0br": 100 * base_hits.mean(), "params_0br": count_params(base) / 1e6}
+    rows = [[0, "-", metrics["acc_0br"], "", f"{metrics['params_0br']:.4f}M"]]
+    setups = [(1, [cfg.single_point], [gammas[cfg.three_groups[0]]]),
+              (2, ["g2", "g3"], [gammas[20], gammas[50]]),
+              (len(cfg.three_points), list(cfg.three_points), [gammas[g] for g in cfg.three_groups])]
+    for nb, points, gs in setups:
+        m = train_ssal(cfg, ctx, data, arch, points, gs)
+        heads = S.predict_heads(m, data.x_test, cfg.eval_batch_size)
+        metrics[f"params_{nb}br"] = count_params(m) / 1e6
+        for eta in (cfg.tab7_1_etas if nb > 1 else (1.0,)):
+            hits = correct(S.joint_log_scores(heads[0], heads[1:], gs, eta), data.y_test)
+            d, lo, hi = diff_ci(hits, base_hits, cfg, ctx.seed)
+            key = f"{nb}br_eta{eta:g}"
+            metrics.update({f"acc_{key}": 100 * hits.mean(), f"gain_{key}": d, f"gain_{key}_lo": lo,
+                            f"gain_{key}_hi": hi})
+            rows.append([nb, f"{eta:g}", 100 * hits.mean(), f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]",
+                         f"{metrics[f'params_{nb}br']:.4f}M"])
+    ctx.table(f"Tab 7.1: branches and eta ({arch} on {cfg.dataset})",
+              ["branches", "eta", "test acc % (JP)", "minus 0 branches (p.p.)", "parameters"], rows)
+    return metrics

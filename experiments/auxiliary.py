@@ -136,6 +136,19 @@ _reg("tab7_3", "table_7_3", "Architectures: ours / +TR / +JP / +LC and parameter
      reported=REPORTED_73, claims=(
          Claim("+JP >= +TR >= ours per architecture (tolerance cfg.tol p.p.)", _jp_tr_base,
                presets=("default", "paper"), source="000 L1862-1864, Tab 7.3"),))
+def _more_branches_with_low_eta(m, cfg):
+    nb = len(cfg.three_points)
+    lo = m[f"gain_{nb}br_eta{min(cfg.tab7_1_etas):g}_lo"]
+    return interval_above(lo, 0.0, f"{nb} branches at eta = {min(cfg.tab7_1_etas):g} minus 0 branches, paired 95 % "
+                                   f"interval", "")
+
+
+_REPORTED_71 = {"acc_0br": 75.67, "acc_1br_eta1": 76.62, "acc_2br_eta1": 78.23, "params_0br": 11.23,
+                "params_1br": 11.92, "params_2br": 12.83}
+_reg("tab7_1", "table_7_1", "Number of branches and eta", f"{S}, Tab 7.1", reported=_REPORTED_71,
+     reported_on="CIFAR100 test, ResNet18 rows (ResNet50 / WRN rows: paper preset with --set arch=...)", claims=(
+         Claim("more branches with a low eta improve on the plain network", _more_branches_with_low_eta,
+               presets=("default", "paper"), source="000 L1809-1811, Tab 7.1"),))
 _reg("fig7_5", "figure_7_5", "CAM of every head with the labels of the predicted group", f"{S}, Fig 7.5, A.8")
 _reg("params", "parameter_counts", "Parameter counts of Tab 7.1-7.3, computed", f"{S}, Tab 7.1-7.3",
      reported=REPORTED_PARAMS, reported_on="the thesis' printed counts", claims=(

@@ -296,3 +296,11 @@ def test_paper_preset_code_path_on_cifar_fixture(tmp_path):
     # Tab A.2's branches on ResNet18 at the thesis' points: 3 x (4 convs + FC-256 + output)
     assert m["resnet18_params_ssal"] - m["resnet18_params_org"] > 3.0
     assert 0 <= m["resnet18_jp"] <= 100
+
+
+def test_tab_7_1_smoke_evaluates_every_eta(tmp_path):
+    from common.experiment import run_experiment
+    m = run_experiment("auxiliary.tab7_1", "smoke", out_root=tmp_path, device="cpu")["metrics"]
+    for key in ("acc_0br", "acc_1br_eta1", "acc_2br_eta1", "acc_2br_eta0.4", "acc_3br_eta0.3"):
+        assert 0 <= m[key] <= 100, key
+    assert m["params_0br"] < m["params_1br"] < m["params_2br"] < m["params_3br"]
