@@ -1,9 +1,9 @@
 """Throughput of SSAL training steps: ResNet18 (CIFAR variant, 100 classes) with 0, 1 and 3 Tab A.2
 branches, on CIFAR shapes; prints images/s and the overhead ratio against the plain network measured
-in the same run (bench/ is not this chapter's: run it as a module).
+in the same run.
 
-    python -m auxiliary.bench_branches                 # CPU: batch 32, a few steps
-    python -m auxiliary.bench_branches --device cuda --batch 256 --steps 50   (bf16 + channels_last)
+    python bench/ssal_branches.py                 # CPU: batch 32, a few steps
+    python bench/ssal_branches.py --device cuda --batch 256 --steps 50   (bf16 + channels_last)
 """
 from __future__ import annotations
 
