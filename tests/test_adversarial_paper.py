@@ -1,7 +1,6 @@
 """The paper preset's code path (torchvision ResNet50 / Inception-v3 with random weights, ImageNet
 folder layout, a pre-training image folder) on a tiny synthetic fixture: every attack of Fig 6.3
 through the whole ensemble, and Tab 6.1."""
-import numpy as np
 import pytest
 
 pytest.importorskip("jax")
@@ -9,21 +8,10 @@ pytest.importorskip("torchvision")
 pytest.importorskip("torchattacks")
 
 
-def _write_images(folder, n, seed):
-    from PIL import Image
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
-
-
 def test_paper_preset_code_path_on_tiny_folder(tmp_path):
     from common.experiment import run_experiment
-    root = tmp_path / "data"
-    for split, n in (("train", 4), ("val", 3)):
-        for k, wnid in enumerate(("n01440764", "n01443537")):
-            _write_images(root / "imagenet" / split / wnid, n, seed=k + (10 if split == "val" else 0))
-    _write_images(root / "yfcc" / "a", 8, seed=99)
+    from tests.helpers.image_folders import imagenet_root
+    root = imagenet_root(tmp_path / "data", train=4, val=3)
     cap = {"zoo_weights": "random", "image_size": 32, "resize": 36, "pretrain_folder": "yfcc", "num_workers": 0,
            "n_classes": 2, "train.batch_size": 4, "ae.widths": (4, 4), "ae.convs": (1, 1), "ae.batch_size": 4,
            "ae.pretrain_images": 8, "ae.plateau_images": 4, "ae.finetune_batch_size": 4, "ae.finetune_epochs": 1,

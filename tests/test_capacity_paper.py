@@ -9,21 +9,10 @@ pytest.importorskip("jax")
 pytest.importorskip("torchvision")
 
 
-def _write_images(folder, n, seed):
-    from PIL import Image
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
-
-
 def test_paper_preset_code_path_on_tiny_folder(tmp_path):
     from common.experiment import run_experiment
-    root = tmp_path / "data"
-    for split, n in (("train", 6), ("val", 4)):
-        for k, wnid in enumerate(("n01440764", "n01443537")):
-            _write_images(root / "imagenet" / split / wnid, n, seed=k + (10 if split == "val" else 0))
-    _write_images(root / "yfcc" / "a", 8, seed=99)
+    from tests.helpers.image_folders import imagenet_root
+    root = imagenet_root(tmp_path / "data", train=6, val=4)
     overrides = {"classifiers": ("lenet", "resnet50"), "zoo_weights": "random", "image_size": 32, "resize": 36,
                  "pretrain_folder": "yfcc", "num_workers": 0, "bc_pairs": 2, "eval_batch_size": 4, "n_examples": 2,
                  "train.epochs": 1, "train.batch_size": 4, "ae.widths": (4, 4), "ae.convs": (1, 1),
