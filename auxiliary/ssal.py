@@ -17,38 +17,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.trainer import multi_head_step
+
 
 def ssal_step(gammas: Sequence[np.ndarray | torch.Tensor], lambdas: Sequence[float] | None = None) -> Callable:
-    """``fit`` step for Eq 7.4: ``L = lambda_f CE(f(x), y) + sum_i lambda_i CE(g_i(x), gamma_i(y))``.
-
-    ``common.trainer.multi_head_step`` scores every head against the same ``y``; SSAL's branches are
-    scored against the group of ``y`` (``gamma_i``), so this step maps the labels per head first.
-    ``lambdas``: (lambda_f, lambda_1, ...), all 1 by default (the thesis gives none).
-    """
+    """``fit`` step for Eq 7.4: ``L = lambda_f CE(f(x), y) + sum_i lambda_i CE(g_i(x), gamma_i(y))``:
+    ``common.trainer.multi_head_step`` with each branch scored against the group of the label.
+    ``lambdas``: (lambda_f, lambda_1, ...), all 1 by default (the thesis gives none)."""
     maps = [torch.as_tensor(np.asarray(g), dtype=torch.long) for g in gammas]
     lambdas = [1.0] * (len(maps) + 1) if lambdas is None else [float(v) for v in lambdas]
     if len(lambdas) != len(maps) + 1:
         raise ValueError(f"{len(lambdas)} lambdas for {len(maps)} branches: give lambda_f and one per branch")
-    cache: dict = {}
-
-    def step(model: nn.Module, batch):
-        x, y = batch
-        heads = model(x)
-        if not isinstance(heads, (tuple, list)) or len(heads) != len(maps) + 1:
-            raise ValueError(f"ssal_step expects (f, g_1..g_{len(maps)}) from the model")
-        if y.device not in cache:
-            cache[y.device] = [m.to(y.device) for m in maps]
-        targets = [y] + [m[y] for m in cache[y.device]]
-        loss, metrics = 0.0, {}
-        for k, (lam, logits, t) in enumerate(zip(lambdas, heads, targets)):
-            part = F.cross_entropy(logits.float(), t)
-            loss = loss + lam * part
-            name = "f" if k == 0 else f"g{k}"
-            metrics[f"{name}_loss"] = part
-            metrics[f"{name}_acc"] = (logits.argmax(1) == t).float().mean()
-        return loss, metrics
-
-    return step
+    return multi_head_step(lambdas, target_maps=[None, *maps], names=["f", *(f"g{i}" for i in range(1, len(maps) + 1))])
 
 
 def joint_log_scores(main_logits: torch.Tensor, branch_logits: Sequence[torch.Tensor],

@@ -237,12 +237,20 @@ def classification_step(model: nn.Module, batch: Sequence[torch.Tensor]):
     return loss, {"acc": acc}
 
 
-def multi_head_step(weights: Sequence[float]) -> Callable:
-    """Step for a model returning one logits tensor per head: L = sum_k weights[k] * CE(head_k, y).
+def multi_head_step(weights: Sequence[float], target_maps: Sequence[torch.Tensor | None] | None = None,
+                    names: Sequence[str] | None = None) -> Callable:
+    """Step for a model returning one logits tensor per head: L = sum_k weights[k] * CE(head_k, t_k).
 
-    (Thesis Eq 7.4.) Logs ``head{k}_loss`` and ``head{k}_acc`` beside the weighted total ``loss``.
+    (Thesis Eq 7.4.) ``t_k`` is the label ``y``, or ``target_maps[k][y]`` when head k predicts
+    something derived from the label (SSAL's branches predict its group). Logs ``<name>_loss`` and
+    ``<name>_acc`` per head (names default to ``head0``, ``head1``, ...) beside the weighted ``loss``.
     """
     weights = [float(w) for w in weights]
+    maps = list(target_maps) if target_maps is not None else [None] * len(weights)
+    names = list(names) if names is not None else [f"head{k}" for k in range(len(weights))]
+    if not len(maps) == len(names) == len(weights):
+        raise ValueError(f"multi_head_step: {len(weights)} weights, {len(maps)} target maps, {len(names)} names")
+    on_device: dict = {}   # the label maps, moved once to the batch's device
 
     def step(model: nn.Module, batch: Sequence[torch.Tensor]):
         *inputs, y = batch
@@ -251,12 +259,16 @@ def multi_head_step(weights: Sequence[float]) -> Callable:
             got = f"{len(heads)} heads" if isinstance(heads, (tuple, list)) else f"a {type(heads).__name__}"
             raise ValueError(f"multi_head_step({weights}) expects the model to return {len(weights)} logits "
                              f"tensors (a tuple or list), got {got}")
+        if y.device not in on_device:
+            on_device[y.device] = [None if m is None else torch.as_tensor(m, dtype=torch.long).to(y.device)
+                                   for m in maps]
         loss, metrics = 0.0, {}
-        for k, (w, logits) in enumerate(zip(weights, heads)):
-            head_loss = F.cross_entropy(logits.float(), y)
+        for w, logits, m, name in zip(weights, heads, on_device[y.device], names):
+            t = y if m is None else m[y]
+            head_loss = F.cross_entropy(logits.float(), t)
             loss = loss + w * head_loss
-            metrics[f"head{k}_loss"] = head_loss
-            metrics[f"head{k}_acc"] = (logits.argmax(1) == y).float().mean()
+            metrics[f"{name}_loss"] = head_loss
+            metrics[f"{name}_acc"] = (logits.argmax(1) == t).float().mean()
         return loss, metrics
 
     return step

@@ -410,3 +410,17 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     res = fit(train_tiny.model(0.0), (x, y), cfg, work)
     assert res.resumed_from == 5
     assert _same_weights(res.model, fit(train_tiny.model(0.0), (x, y), cfg, tmp_path / "ref").model)
+
+
+def test_multi_head_step_with_target_maps_scores_each_head_against_its_own_targets():
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    a, b = torch.randn(6, 4), torch.randn(6, 2)
+    y = torch.tensor([0, 1, 2, 3, 1, 0])
+    group = torch.tensor([0, 0, 1, 1])             # label -> group: the second head predicts the group
+    step = multi_head_step([1.0, 0.5], target_maps=[None, group], names=["f", "g1"])
+    loss, m = step(lambda x: (a, b), (torch.zeros(6), y))
+    want = F.cross_entropy(a, y) + 0.5 * F.cross_entropy(b, group[y])
+    assert float(loss) == pytest.approx(float(want), rel=1e-6) and set(m) == {"f_loss", "f_acc", "g1_loss", "g1_acc"}
+    with pytest.raises(ValueError, match="target maps"):
+        multi_head_step([1.0, 1.0], target_maps=[None])
