@@ -8,14 +8,13 @@ experiment functions (``table_benchmark``, ``figure_extremal_areas``) wire it to
 from __future__ import annotations
 
 import math
-import time
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from attribution.registry import get_method
 from common import saliency_metrics as sm
+from common.saliency import get_method, score_methods  # noqa: F401  (the protocol)
 from common.claims import binomial_ci, bootstrap_ci
 
 
@@ -32,50 +31,6 @@ def method_options(cfg, size: int) -> dict[str, dict]:
         "meaningful": dict(max_iter=cfg.mp_iters, mask_size=cfg.mp_mask_size, blur_sigma=cfg.mp_blur_px,
                            mask_sigma=cfg.mp_mask_blur_px, jitter=cfg.mp_jitter_px),
     }
-
-
-def compute_maps(name: str, model, x: torch.Tensor, y: torch.Tensor, options: Mapping, batch_size: int):
-    """(maps (N, H, W) in [0, 1], seconds per image) of method ``name`` in batches."""
-    fn = get_method(name).fn
-    maps, t0 = [], time.perf_counter()
-    for i in range(0, len(x), batch_size):
-        maps.append(fn(model, x[i:i + batch_size], y[i:i + batch_size], **options).detach().float())
-    seconds = time.perf_counter() - t0
-    maps = torch.cat(maps)
-    if maps.shape != (len(x), *x.shape[2:]) or maps.min() < 0 or maps.max() > 1 or not torch.isfinite(maps).all():
-        raise RuntimeError(f"method {name} broke the signature: maps {tuple(maps.shape)} "
-                           f"in [{maps.min():.3g}, {maps.max():.3g}]")
-    return maps, seconds / len(x)
-
-
-def score_methods(model, x: torch.Tensor, y: torch.Tensor, methods: Sequence[str], options: Mapping[str, Mapping],
-                  *, batch_size: int, regions: Sequence | None = None, num_classes: int | None = None,
-                  tolerance: float = 15.0, progress: bool = False) -> dict[str, dict]:
-    """Every method's maps and scores on the same images. Per method: AD / AI / AG, insertion,
-    deletion, pointing game (when ``regions``), seconds per image, and the per-image values
-    behind them (for intervals)."""
-    out = {}
-    p = sm.class_probability(model, x, y)
-    it = methods
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(methods, desc="saliency methods")
-    for name in it:
-        maps, spi = compute_maps(name, model, x, y, options.get(name, {}), batch_size)
-        o = sm.class_probability(model, x * maps[:, None], y)
-        r = dict(sm.average_drop_increase_gain(p, o), seconds_per_image=spi, maps=maps)
-        r["drop"] = ((p - o).clamp_min(0) / p * 100).cpu().numpy()
-        r["gain"] = ((o - p).clamp_min(0) / (1 - p).clamp_min(1e-12) * 100).cpu().numpy()
-        idl = sm.insertion_deletion(model, x, maps, y)
-        r["insertion"], r["deletion"] = idl["insertion"] * 100, idl["deletion"] * 100
-        r["insertion_each"] = sm.auc(torch.as_tensor(idl["insertion_curves"])).numpy() * 100
-        r["deletion_each"] = sm.auc(torch.as_tensor(idl["deletion_curves"])).numpy() * 100
-        if regions is not None:
-            pg = sm.pointing_game(maps.cpu(), regions, y.tolist(), num_classes, tolerance)
-            r["pointing"] = pg["accuracy"]
-            r["pointing_hits"], r["pointing_n"] = sum(pg["hits"]), sum(pg["hits"]) + sum(pg["misses"])
-        out[name] = r
-    return out
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -56,7 +56,7 @@ class AttributionConfig:
         epochs=4, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
 
     def validate(self) -> None:
-        from attribution.registry import discover   # torch: only when a run's config is resolved
+        from common.saliency import discover   # torch: only when a run's config is resolved
         known = discover()
         unknown = [m for m in self.methods if m not in known]
         if unknown or not self.methods:

@@ -1,4 +1,4 @@
-"""Every saliency method of the chapter, registered under one signature (see registry.py).
+"""Every saliency method of the chapter, registered under one signature (``common.saliency``; this module is declared under the icv.saliency_methods entry points).
 
 Library methods are thin adapters: pytorch-grad-cam (Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM,
 XGrad-CAM, Layer-CAM), captum (Saliency, Integrated Gradients, Occlusion), TorchRay (RISE). The
@@ -12,7 +12,7 @@ import torch
 from attribution import ours
 from attribution.extremal import extremal_perturbation, summed_saliency
 from attribution.layers import default_layer
-from attribution.registry import register_method
+from common.saliency import register_method
 from common.saliency_metrics import minmax, upsample
 
 S001, S002 = "001", "002"

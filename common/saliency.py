@@ -1,0 +1,115 @@
+"""Saliency methods: one signature, one registry, one scoring protocol (TorchRay's ``(model, input, target)``).
+
+``method(model, images, targets, **options) -> maps``: ``images`` is a batch (N, C, H, W) exactly as
+the model takes it (normalised), ``targets`` the N class indices; the result is an (N, H, W) float
+tensor at input resolution with values in [0, 1] (per-map min-max, on the images' device), what
+``common.saliency_metrics`` expects. A method may process the N images together or loop inside.
+
+Chapters register methods with ``register_method`` in a module they declare under the entry-point
+group ``icv.saliency_methods`` (pyproject.toml); ``discover()`` imports those modules, so common/
+never names a chapter and chapters never import each other. ``score_methods`` is the protocol every
+benchmark row goes through: the same images, the same metrics, seconds per image.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import time
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from common import saliency_metrics as sm
+
+ENTRY_POINT_GROUP = "icv.saliency_methods"
+
+
+@dataclasses.dataclass(frozen=True)
+class SaliencyMethod:
+    name: str                 # registry name, e.g. "gradcam"
+    fn: Callable              # fn(model, images, targets, **options) -> (N, H, W) in [0, 1]
+    label: str                # as printed in the tables ("Grad-CAM")
+    family: str               # "cam" | "gradient" | "perturbation" | "baseline"
+    implementation: str       # "pytorch-grad-cam" | "captum" | "torchray" | "ours (attribution/...)"
+    source: str = ""          # where the method is defined in the sources
+    needs_layer: bool = False  # takes a ``layer`` option (a module of the model)
+    # which models it can explain (e.g. only networks with auxiliary branches); None: any classifier
+    applies_to: Callable | None = None
+
+    def applicable(self, model) -> bool:
+        return self.applies_to is None or bool(self.applies_to(model))
+
+
+_METHODS: dict[str, SaliencyMethod] = {}
+
+
+def register_method(name: str, *, label: str, family: str, implementation: str, source: str = "",
+                    needs_layer: bool = False, applies_to: Callable | None = None):
+    """Decorator registering ``fn(model, images, targets, **options)`` under ``name``."""
+    def deco(fn):
+        if name in _METHODS and _METHODS[name].fn is not fn:
+            raise ValueError(f"saliency method '{name}' registered twice ({_METHODS[name].implementation} "
+                             f"and {implementation})")
+        _METHODS[name] = SaliencyMethod(name, fn, label, family, implementation, source, needs_layer, applies_to)
+        return fn
+    return deco
+
+
+def discover() -> dict[str, SaliencyMethod]:
+    """Every registered method: the modules declared under the entry-point group
+    ``icv.saliency_methods`` (value: a module that registers on import) are imported first."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(ep.value.split(":")[0])
+    return dict(_METHODS)
+
+
+def get_method(name: str) -> SaliencyMethod:
+    methods = discover()
+    if name not in methods:
+        raise KeyError(f"unknown saliency method '{name}' (known: {', '.join(sorted(methods))})")
+    return methods[name]
+
+
+def compute_maps(name: str, model, x: torch.Tensor, y: torch.Tensor, options: Mapping, batch_size: int):
+    """(maps (N, H, W) in [0, 1], seconds per image) of method ``name`` in batches."""
+    fn = get_method(name).fn
+    maps, t0 = [], time.perf_counter()
+    for i in range(0, len(x), batch_size):
+        maps.append(fn(model, x[i:i + batch_size], y[i:i + batch_size], **options).detach().float())
+    seconds = time.perf_counter() - t0
+    maps = torch.cat(maps)
+    if maps.shape != (len(x), *x.shape[2:]) or maps.min() < 0 or maps.max() > 1 or not torch.isfinite(maps).all():
+        raise RuntimeError(f"method {name} broke the signature: maps {tuple(maps.shape)} "
+                           f"in [{maps.min():.3g}, {maps.max():.3g}]")
+    return maps, seconds / len(x)
+
+
+def score_methods(model, x: torch.Tensor, y: torch.Tensor, methods: Sequence[str], options: Mapping[str, Mapping],
+                  *, batch_size: int, regions: Sequence | None = None, num_classes: int | None = None,
+                  tolerance: float = 15.0, progress: bool = False) -> dict[str, dict]:
+    """Every method's maps and scores on the same images. Per method: AD / AI / AG, insertion,
+    deletion, pointing game (when ``regions``), seconds per image, and the per-image values
+    behind them (for intervals)."""
+    out = {}
+    p = sm.class_probability(model, x, y)
+    it = methods
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(methods, desc="saliency methods")
+    for name in it:
+        maps, spi = compute_maps(name, model, x, y, options.get(name, {}), batch_size)
+        o = sm.class_probability(model, x * maps[:, None], y)
+        r = dict(sm.average_drop_increase_gain(p, o), seconds_per_image=spi, maps=maps)
+        r["drop"] = ((p - o).clamp_min(0) / p * 100).cpu().numpy()
+        r["gain"] = ((o - p).clamp_min(0) / (1 - p).clamp_min(1e-12) * 100).cpu().numpy()
+        idl = sm.insertion_deletion(model, x, maps, y)
+        r["insertion"], r["deletion"] = idl["insertion"] * 100, idl["deletion"] * 100
+        r["insertion_each"] = sm.auc(torch.as_tensor(idl["insertion_curves"])).numpy() * 100
+        r["deletion_each"] = sm.auc(torch.as_tensor(idl["deletion_curves"])).numpy() * 100
+        if regions is not None:
+            pg = sm.pointing_game(maps.cpu(), regions, y.tolist(), num_classes, tolerance)
+            r["pointing"] = pg["accuracy"]
+            r["pointing_hits"], r["pointing_n"] = sum(pg["hits"]), sum(pg["hits"]) + sum(pg["misses"])
+        out[name] = r
+    return out
