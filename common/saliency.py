@@ -113,3 +113,18 @@ def score_methods(model, x: torch.Tensor, y: torch.Tensor, methods: Sequence[str
             r["pointing_hits"], r["pointing_n"] = sum(pg["hits"]), sum(pg["hits"]) + sum(pg["misses"])
         out[name] = r
     return out
+
+
+SCORE_KEYS = ("AD", "AI", "AG", "insertion", "deletion", "pointing", "seconds_per_image")
+
+
+def benchmark_metrics(scores: Mapping[str, dict], model_key: str) -> dict[str, float]:
+    """The rows of the one saliency benchmark as flat metrics ``saliency/<model_key>/<method>/<score>``.
+
+    Every chapter that scores methods with ``score_methods`` returns these keys from its experiment;
+    ``collect_benchmark`` gathers them over all results into one table (method x model x score).
+    ``model_key`` names the model and its data (e.g. ``mnist5k-cnn``), without '/'."""
+    if not model_key or "/" in model_key:
+        raise ValueError(f"model_key must be a non-empty name without '/', got {model_key!r}")
+    return {f"saliency/{model_key}/{name}/{k}": float(r[k]) for name, r in scores.items()
+            for k in SCORE_KEYS if k in r}
