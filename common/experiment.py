@@ -586,6 +586,13 @@ def write_report(out_root: str | os.PathLike = "results", preset: str = "default
                                [[r["experiment"], r.get("title", ""),
                                  " ".join(c["status"] for c in r.get("claims", [])) or "-",
                                  r["provenance"]["wall_time_s"]] for _, r in records]), ""]
+    from common.saliency import collect_benchmark, render_benchmark
+    saliency_rows = collect_benchmark(out_root, preset)
+    if saliency_rows:
+        lines += ["## The saliency benchmark (every chapter's rows)", "",
+                  "Every method scored with `common.saliency.score_methods` on the model of the experiment named "
+                  "in the last column (AD / AG / AI / insertion / deletion / pointing in %; mean ± std over seeds).",
+                  "", render_benchmark(saliency_rows), ""]
     for folder, r in records:
         lines.append(render_markdown(r, heading="##", fig_prefix=f"{folder.relative_to(out_root).as_posix()}/"))
     path = out_root / "REPORT.md"

@@ -7,7 +7,8 @@ A chapter README marks where a run's numbers go::
     <!-- end results sha256:1a2b3c4d5e6f7a8b -->
 
 The opening line names the experiment, the preset and the metrics to show (default: the reported
-ones). The command fills the block from ``results/<experiment>/<preset>/result.json``: the run's
+ones). The name ``saliency-benchmark`` stands for the one saliency benchmark: every
+``saliency/<model>/<method>/<score>`` metric of every result at the preset (``common.saliency``). The command fills the block from ``results/<experiment>/<preset>/result.json``: the run's
 commit, preset, seeds and CPU, each metric's mean ± std over the seeds and per-seed values beside
 the thesis' number, and the claim verdicts. The closing line carries a hash of the block, so a
 test (tests/test_readme_tables.py) fails when a number is edited by hand.
@@ -25,6 +26,9 @@ from common.results import fmt_value, markdown_table, write_text_atomic
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- results (?P<exp>\S+) (?P<preset>\w+)(?::(?P<keys>[^>]*))? -->\n)(?P<body>.*?)"
                    r"(<!-- end results sha256:(?P<sha>[0-9a-f]*) -->)", re.S)
+
+
+SALIENCY_BENCHMARK = "saliency-benchmark"
 
 
 def body_hash(body: str) -> str:
@@ -64,6 +68,16 @@ def update_text(text: str, out_root: Path) -> tuple[str, list[str]]:
     missing = []
 
     def fill(m: re.Match) -> str:
+        if m["exp"] == SALIENCY_BENCHMARK:
+            from common.saliency import collect_benchmark, render_benchmark
+            rows = collect_benchmark(out_root, m["preset"])
+            if not rows:
+                missing.append(f"{m['exp']} {m['preset']} (no saliency/ metrics under {out_root})")
+                return m.group(0)
+            body = (f"_Written by `python -m common.run --readme-tables` from every `results/*/{m['preset']}/"
+                    f"result.json` with `saliency/` metrics; mean ± std over each run's seeds._\n\n"
+                    + render_benchmark(rows) + "\n")
+            return f"{m.group(1)}{body}<!-- end results sha256:{body_hash(body)} -->"
         path = Path(out_root) / m["exp"] / m["preset"] / "result.json"
         if not path.exists():
             missing.append(f"{m['exp']} {m['preset']} (no {path})")

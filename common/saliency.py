@@ -15,12 +15,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
+import json
 import time
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
-
-import torch
-
-from common import saliency_metrics as sm
 
 ENTRY_POINT_GROUP = "icv.saliency_methods"
 
@@ -71,8 +69,9 @@ def get_method(name: str) -> SaliencyMethod:
     return methods[name]
 
 
-def compute_maps(name: str, model, x: torch.Tensor, y: torch.Tensor, options: Mapping, batch_size: int):
+def compute_maps(name: str, model, x, y, options: Mapping, batch_size: int):
     """(maps (N, H, W) in [0, 1], seconds per image) of method ``name`` in batches."""
+    import torch
     fn = get_method(name).fn
     maps, t0 = [], time.perf_counter()
     for i in range(0, len(x), batch_size):
@@ -85,12 +84,14 @@ def compute_maps(name: str, model, x: torch.Tensor, y: torch.Tensor, options: Ma
     return maps, seconds / len(x)
 
 
-def score_methods(model, x: torch.Tensor, y: torch.Tensor, methods: Sequence[str], options: Mapping[str, Mapping],
+def score_methods(model, x, y, methods: Sequence[str], options: Mapping[str, Mapping],
                   *, batch_size: int, regions: Sequence | None = None, num_classes: int | None = None,
                   tolerance: float = 15.0, progress: bool = False) -> dict[str, dict]:
     """Every method's maps and scores on the same images. Per method: AD / AI / AG, insertion,
     deletion, pointing game (when ``regions``), seconds per image, and the per-image values
     behind them (for intervals)."""
+    import torch
+    from common import saliency_metrics as sm
     out = {}
     p = sm.class_probability(model, x, y)
     it = methods
@@ -128,3 +129,54 @@ def benchmark_metrics(scores: Mapping[str, dict], model_key: str) -> dict[str, f
         raise ValueError(f"model_key must be a non-empty name without '/', got {model_key!r}")
     return {f"saliency/{model_key}/{name}/{k}": float(r[k]) for name, r in scores.items()
             for k in SCORE_KEYS if k in r}
+
+
+BENCHMARK_COLUMNS = (("AD", "AD ↓"), ("AG", "AG ↑"), ("AI", "AI ↑"), ("insertion", "insertion ↑"),
+                     ("deletion", "deletion ↓"), ("pointing", "pointing ↑"), ("seconds_per_image", "s / image"))
+
+
+def collect_benchmark(out_root: str | Path, preset: str = "default") -> list[dict]:
+    """Every ``saliency/<model>/<method>/<score>`` metric of the canonical results at ``preset``
+    (``<out_root>/*/<preset>/result.json``), one row per (model, method): the mean over the run's
+    seeds and its std, the experiment and commit that produced it."""
+    rows: dict[tuple[str, str], dict] = {}
+    for path in sorted(Path(out_root).glob(f"*/{preset}/result.json")):
+        record = json.loads(path.read_text())
+        std = record.get("metrics_std") or {}
+        seeds = record["provenance"].get("seeds") or [record["provenance"].get("seed")]
+        for key, value in record.get("metrics", {}).items():
+            parts = key.split("/")
+            if len(parts) != 4 or parts[0] != "saliency" or not isinstance(value, (int, float)):
+                continue
+            _, model, method, score = parts
+            row = rows.setdefault((model, method), {
+                "model": model, "method": method, "experiment": record["experiment"], "seeds": seeds,
+                "commit": str(record["provenance"].get("git", {}).get("commit"))[:10], "scores": {}})
+            if row["experiment"] != record["experiment"]:
+                raise ValueError(f"saliency row {model}/{method} comes from two experiments: "
+                                 f"{row['experiment']} and {record['experiment']}")
+            row["scores"][score] = (float(value), std.get(key))
+    return [rows[k] for k in sorted(rows)]
+
+
+def render_benchmark(rows: Sequence[dict]) -> str:
+    """The one benchmark table (markdown): model, method, implementation, every score as mean ± std
+    over seeds, and where the row comes from."""
+    from common.results import fmt_value, markdown_table
+    try:
+        known = discover()
+    except Exception:   # a table of finished results is still worth printing without the registry
+        known = {}
+    table = []
+    for r in rows:
+        m = known.get(r["method"])
+        cells = []
+        for score, _ in BENCHMARK_COLUMNS:
+            v = r["scores"].get(score)
+            cells.append("-" if v is None else fmt_value(v[0], 3 if score == "seconds_per_image" else 2)
+                         + (f" ± {fmt_value(v[1], 3 if score == 'seconds_per_image' else 2)}"
+                            if v[1] is not None else ""))
+        table.append([r["model"], m.label if m else r["method"], m.implementation if m else "?", *cells,
+                      f"{r['experiment']} ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}, "
+                      f"{r['commit']})"])
+    return markdown_table(["model", "method", "implementation", *[h for _, h in BENCHMARK_COLUMNS], "from"], table)
