@@ -259,28 +259,50 @@ def load_easyvqa(split: str, root) -> VQAData:
 
 @dataclasses.dataclass
 class VQA2Data(VQAData):
-    """VQAData plus the precomputed region features: ``features[image_index[i]]`` is (36, D)."""
+    """VQAData plus the precomputed region features: ``features[image_index[i]]`` is (36, D).
+
+    ``features`` is the bank as read from disk: a read-only memory map for the .npy layouts (only the
+    rows a batch asks for are ever read), an in-memory array for the legacy npz. With the converted
+    trainval bank, train and val hold the very same object."""
     features: np.ndarray | None = None
     question_ids: np.ndarray | None = None
     image_ids: np.ndarray | None = None
     skipped: int = 0          # questions whose image has no features (left out, counted)
+    missing_image_ids: list[int] = dataclasses.field(default_factory=list)   # their images, sorted
+    n_questions_file: int = 0  # questions in the file, before leaving any out
+    questions_file: str = ""
+    features_file: str = ""
+    raw_answers: list[list[str]] | None = None   # the ten answers as in the file (official evaluator)
 
     def describe(self) -> dict:
         d = super().describe()
         if self.features is not None:
             d["features"] = list(self.features.shape)
+            d["features_dtype"] = str(self.features.dtype)
+            d["features_memory_mapped"] = isinstance(self.features, np.memmap)
+        d["skipped_no_features"] = self.skipped
+        d["n_questions_file"] = self.n_questions_file
         return d
 
 
+FEATURES_BANK = "trainval"   # features/trainval_{features,image_ids}.npy (python -m vqa.convert_features)
 VQA2_LAYOUT = ("<root>/vqa2/ (or <root> itself) holding v2_OpenEnded_mscoco_{train,val}2014_questions.json, "
-               "v2_mscoco_{train,val}2014_annotations.json and features/{train,val}2014.npz with arrays "
-               "'image_ids' (N,) and 'features' (N, 36, D) [or features/{train,val}2014_features.npy + "
-               "features/{train,val}2014_image_ids.npy, memory-mapped]")
+               "v2_mscoco_{train,val}2014_annotations.json and the region features as "
+               "features/trainval_features.npy (N, 36, D) + features/trainval_image_ids.npy (N,) "
+               "[written by python -m vqa.convert_features; memory-mapped, one bank for both splits; "
+               "also read: features/{train,val}2014_features.npy + features/{train,val}2014_image_ids.npy, "
+               "or features/{train,val}2014.npz with arrays 'image_ids' and 'features' (loaded whole)]")
 VQA2_HOW = ("questions/annotations from https://visualqa.org/download.html; bottom-up features (36 per image) from "
-            "https://github.com/peteanderson80/bottom-up-attention (trainval_36.zip, tsv), converted to npz with "
-            "vqa.data.tsv_to_npz")
+            "https://github.com/peteanderson80/bottom-up-attention (trainval_36.zip, tsv), converted with "
+            "python -m vqa.convert_features --tsv <tsv> --questions <train and val questions files> "
+            "--out <root>/vqa2/features")
 VQA2_FIX = "delete it and download it again (" + VQA2_HOW.split(";")[0] + ")"
-FEATURES_FIX = "delete it and convert the features again with vqa.data.tsv_to_npz"
+FEATURES_FIX = "delete it and convert the features again with python -m vqa.convert_features"
+# the full VQA 2.0 release (v2, train2014 / val2014): questions per file; the 3129-class assertion
+# runs only when both files hold exactly these counts (vqa.pipeline.check_n_classes)
+FULL_VQA2_QUESTIONS = {"train": 443_757, "val": 214_354}
+
+_BANKS: dict = {}   # (path, size, mtime) -> (image_ids, memory-mapped features): one object per file
 
 
 def _vqa2_dir(root: Path) -> Path:
@@ -290,31 +312,52 @@ def _vqa2_dir(root: Path) -> Path:
     return Path(root) / "vqa2"
 
 
-def _load_features(base: Path, split: str):
-    """(image_ids, features, files read); a corrupt or mis-shaped file is a DataError naming it."""
-    fdir = base / "features"
-    npz, npy, ids_npy = fdir / f"{split}2014.npz", fdir / f"{split}2014_features.npy", fdir / f"{split}2014_image_ids.npy"
-    if npz.exists():
-        files = [npz]
-    elif npy.exists():
-        if not ids_npy.exists():
-            raise DatasetMissingError("vqa2", ids_npy, VQA2_LAYOUT, VQA2_HOW)
-        files = [npy, ids_npy]
-    else:
-        raise DatasetMissingError("vqa2", npz, VQA2_LAYOUT, VQA2_HOW)
-    reading = files[0]
-    try:
-        if npz.exists():
-            with np.load(npz) as z:
-                image_ids, feats = np.asarray(z["image_ids"]), z["features"]
-        else:
+def _open_npy_bank(npy: Path, ids_npy: Path):
+    """Memory-mapped features + image ids, opened once per file (both splits share the object)."""
+    if not ids_npy.exists():
+        raise DatasetMissingError("vqa2", ids_npy, VQA2_LAYOUT, VQA2_HOW)
+    st = npy.stat()
+    key = (str(npy.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _BANKS:
+        reading = npy
+        try:
             feats = np.load(npy, mmap_mode="r")
             reading = ids_npy
             image_ids = np.load(ids_npy)
-    except KeyError as e:
-        raise data_error(npz, f"no array {e} (expected 'image_ids' and 'features')", FEATURES_FIX) from e
-    except Exception as e:  # a cut file: ValueError, EOFError, zipfile.BadZipFile, pickle refusals, ...
-        raise data_error(reading, f"not a readable numpy file ({type(e).__name__}: {e})", FEATURES_FIX) from e
+        except Exception as e:  # a cut file: ValueError, EOFError, pickle refusals, ...
+            raise data_error(reading, f"not a readable numpy file ({type(e).__name__}: {e})", FEATURES_FIX) from e
+        _BANKS.clear()          # one bank open at a time
+        _BANKS[key] = (image_ids, feats)
+    return _BANKS[key]
+
+
+def _load_features(base: Path, split: str):
+    """(image_ids, features, files read); a corrupt or mis-shaped file is a DataError naming it.
+
+    Looked up in this order: features/{split}2014.npz (legacy, loaded whole), features/{split}2014_
+    features.npy (+ _image_ids.npy), features/trainval_features.npy (+ _image_ids.npy; the converter's
+    output, shared by both splits). The .npy layouts are memory-mapped, never read whole."""
+    fdir = base / "features"
+    npz = fdir / f"{split}2014.npz"
+    npy, ids_npy = fdir / f"{split}2014_features.npy", fdir / f"{split}2014_image_ids.npy"
+    bank, bank_ids = fdir / f"{FEATURES_BANK}_features.npy", fdir / f"{FEATURES_BANK}_image_ids.npy"
+    if npz.exists():
+        files = [npz]
+        try:
+            with np.load(npz) as z:
+                image_ids, feats = np.asarray(z["image_ids"]), z["features"]
+        except KeyError as e:
+            raise data_error(npz, f"no array {e} (expected 'image_ids' and 'features')", FEATURES_FIX) from e
+        except Exception as e:  # a cut file: ValueError, EOFError, zipfile.BadZipFile, pickle refusals, ...
+            raise data_error(npz, f"not a readable numpy file ({type(e).__name__}: {e})", FEATURES_FIX) from e
+    elif npy.exists():
+        files = [npy, ids_npy]
+        image_ids, feats = _open_npy_bank(npy, ids_npy)
+    elif bank.exists():
+        files = [bank, bank_ids]
+        image_ids, feats = _open_npy_bank(bank, bank_ids)
+    else:
+        raise DatasetMissingError("vqa2", bank, VQA2_LAYOUT, VQA2_HOW)
     if image_ids.ndim != 1 or feats.ndim != 3 or len(feats) != len(image_ids):
         raise data_error(files[0], f"'features' {tuple(feats.shape)} and 'image_ids' {tuple(image_ids.shape)} "
                                    "do not form (N, K, D) and (N,)", FEATURES_FIX)
@@ -335,25 +378,29 @@ def load_vqa2(split: str, root) -> VQA2Data:
     questions = _field(qf, _read_json(qf, VQA2_FIX), "questions", fix=VQA2_FIX)
     annotations = _field(af, _read_json(af, VQA2_FIX), "annotations", fix=VQA2_FIX)
     anns = {_field(af, a, "question_id", fix=VQA2_FIX): a for a in annotations}
-    qs, labels, img, all_ans, qids, skipped = [], [], [], [], [], 0
+    qs, labels, img, all_ans, raw_ans, qids, missing = [], [], [], [], [], [], []
     for q in questions:
         qid = _field(qf, q, "question_id", fix=VQA2_FIX)
         if qid not in anns:
             raise data_error(af, f"no annotation for question_id {qid} of {qf.name}",
                              "use the questions and annotations files of the same split and release")
         a = anns[qid]
-        if int(_field(qf, q, "image_id", fix=VQA2_FIX)) not in pos:   # no features for this image: left out, counted
-            skipped += 1
+        image_id = int(_field(qf, q, "image_id", fix=VQA2_FIX))
+        if image_id not in pos:   # no features for this image: left out, counted (vqa.pipeline checks the share)
+            missing.append(image_id)
             continue
         qs.append(_field(qf, q, "question", fix=VQA2_FIX))
         labels.append(normalize_answer(_field(af, a, "multiple_choice_answer", fix=VQA2_FIX)))
-        all_ans.append([normalize_answer(_field(af, x, "answer", fix=VQA2_FIX))
-                        for x in _field(af, a, "answers", fix=VQA2_FIX)])
-        img.append(pos[int(q["image_id"])])
+        raw = [str(_field(af, x, "answer", fix=VQA2_FIX)) for x in _field(af, a, "answers", fix=VQA2_FIX)]
+        raw_ans.append(raw)
+        all_ans.append([normalize_answer(x) for x in raw])
+        img.append(pos[image_id])
         qids.append(qid)
     return VQA2Data("vqa2", split, qs, labels, np.asarray(img, np.int64), None, sorted(set(labels)),
                     str(base), all_answers=all_ans, fingerprint=fingerprint_files([qf, af] + feature_files, base=base),
-                    features=feats, question_ids=np.asarray(qids, np.int64), image_ids=image_ids, skipped=skipped)
+                    features=feats, question_ids=np.asarray(qids, np.int64), image_ids=image_ids,
+                    skipped=len(missing), missing_image_ids=sorted(set(missing)), n_questions_file=len(questions),
+                    questions_file=str(qf), features_file=str(feature_files[0]), raw_answers=raw_ans)
 
 
 def answer_vocab(label_lists: Sequence[Sequence[str]], min_count: int) -> list[str]:
@@ -363,20 +410,3 @@ def answer_vocab(label_lists: Sequence[Sequence[str]], min_count: int) -> list[s
     counts = Counter(a for labels in label_lists for a in labels)
     keep = [(a, c) for a, c in counts.items() if c >= min_count]
     return [a for a, _ in sorted(keep, key=lambda t: (-t[1], t[0]))]
-
-
-def tsv_to_npz(tsv_path: str, out_path: str, k: int = 36) -> None:  # pragma: no cover - needs the real file
-    """Convert the bottom-up-attention tsv (image_id, image_w, image_h, num_boxes, boxes, features;
-    base64 float32) into the npz layout above."""
-    import base64
-    import csv
-    import sys
-    csv.field_size_limit(sys.maxsize)
-    names = ["image_id", "image_w", "image_h", "num_boxes", "boxes", "features"]
-    ids, feats = [], []
-    with open(tsv_path) as f:
-        for row in csv.DictReader(f, delimiter="\t", fieldnames=names):
-            ids.append(int(row["image_id"]))
-            x = np.frombuffer(base64.b64decode(row["features"]), dtype=np.float32).reshape(int(row["num_boxes"]), -1)
-            feats.append(x[:k].astype(np.float16))
-    np.savez(out_path, image_ids=np.asarray(ids, np.int64), features=np.stack(feats))

@@ -7,14 +7,21 @@
 conditioned on the question -> attended image vector ; both projected (ReLU, not GatedTanh, as the
 thesis says L912) and multiplied element-wise. ``f`` = Linear -> ReLU -> Dropout -> Linear.
 
-The visual input is given by index into a *bank* held by ``Phi`` as a non-persistent buffer (not in
-checkpoints): either raw easy-VQA images (default preset; a small CNN turns each into a 6 x 6 grid =
-36 region features, trained with the model) or precomputed bottom-up features (paper preset;
-``(n_images, 36, 2048)``, fixed). Indexing a bank keeps the per-question tensors small, so the
-shared trainer can hold them on the device.
+The visual input is given by index into a *bank* that ``Phi`` refers to but does not own: either
+raw easy-VQA images (default preset; a small CNN turns each into a 6 x 6 grid = 36 region
+features, trained with the model) or precomputed bottom-up features (paper preset;
+``(n_images, 36, 2048)``, fixed, a read-only memory map of the converted file). The bank is a plain
+attribute, not a buffer: ``model.to(device)`` leaves it on the host, it is not in checkpoints, and
+``copy_sharing_bank`` copies Phi without it. Each forward gathers the batch's rows on the host and
+moves only those to the model's device, so the Omega, P, NP and hybrid models share one bank and the
+device holds one batch of features, not a copy of the bank per model. Indexing a bank keeps the
+per-question tensors small, so the shared trainer can hold them on the device.
 """
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -63,12 +70,18 @@ class Phi(nn.Module):
         self.att = nn.Sequential(nn.Linear(v_dim + cfg.q_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
         self.q_proj = nn.Sequential(nn.Linear(cfg.q_dim, cfg.hidden), nn.ReLU())
         self.v_proj = nn.Sequential(nn.Linear(v_dim, cfg.hidden), nn.ReLU())
-        self.register_buffer("bank", torch.zeros(0), persistent=False)
+        self.bank = None              # plain attribute (see the module docstring); set_bank
 
-    def set_bank(self, bank: torch.Tensor) -> "Phi":
-        """The visual inputs questions index into (images or region features of one split)."""
-        self.bank = bank.to(self.embed.weight.device)
+    def set_bank(self, bank) -> "Phi":
+        """The visual inputs questions index into (images or region features): a host tensor or a
+        numpy array / memory map, referred to, never copied nor moved to the device."""
+        self.bank = bank
         return self
+
+    def copy_sharing_bank(self) -> "Phi":
+        """A deep copy of the parameters that refers to the same bank (copy.deepcopy alone would
+        copy the bank: 18 GB at the paper preset)."""
+        return copy.deepcopy(self, memo={id(self.bank): self.bank})
 
     def encode_question(self, q: torch.Tensor) -> torch.Tensor:
         lengths = (q != 0).sum(1).clamp(min=1)
@@ -76,7 +89,7 @@ class Phi(nn.Module):
         return out[torch.arange(len(q), device=q.device), lengths - 1]
 
     def visual(self, img_idx: torch.Tensor) -> torch.Tensor:
-        v = self.bank[img_idx]
+        v = gather_rows(self.bank, img_idx).to(img_idx.device, non_blocking=True)
         return self.regions(v) if self.regions is not None else v.float()
 
     def forward(self, q: torch.Tensor, img_idx: torch.Tensor) -> torch.Tensor:
@@ -89,6 +102,16 @@ class Phi(nn.Module):
         a = torch.softmax(self.att(torch.cat([v, qk], -1)).squeeze(-1), dim=1)   # (B, k)
         v_hat = (a[..., None] * v).sum(1)
         return self.q_proj(qh) * self.v_proj(v_hat)          # phi: element-wise product
+
+
+def gather_rows(bank, idx: torch.Tensor) -> torch.Tensor:
+    """bank[idx] on the bank's side (host): a torch tensor is indexed where it lives; a numpy array
+    or memory map reads only the asked rows (fancy indexing of a memmap copies just those)."""
+    if bank is None:
+        raise RuntimeError("Phi has no bank: call set_bank(images or region features) first")
+    if isinstance(bank, torch.Tensor):
+        return bank[idx.to(bank.device)]
+    return torch.from_numpy(np.ascontiguousarray(bank[idx.cpu().numpy()]))
 
 
 class Classifier(nn.Module):

@@ -105,7 +105,9 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
     elif cfg.dataset == "vqa2":
         import vqa.data  # noqa: F401  (registers the dataset)
         tr, ev = ctx.load_dataset("vqa2", "train"), ctx.load_dataset("vqa2", "val")
-        train_bank, eval_bank = torch.as_tensor(np.asarray(tr.features)), torch.as_tensor(np.asarray(ev.features))
+        # the banks as read: memory maps (one shared object with the converted trainval bank), never
+        # copied here nor moved to the device (vqa.model.gather_rows moves a batch's rows only)
+        train_bank, eval_bank = tr.features, ev.features
         feature_dim = int(train_bank.shape[-1])
         if train_bank.shape[1] != 36:
             ctx.note(f"region features have k = {train_bank.shape[1]} regions per image (the thesis uses 36)")
@@ -210,8 +212,7 @@ def trained_models(cfg: VQAConfig, ctx, data: Prepared, names=("omega", "P", "NP
         if name in names or (name == "P" and "hybrid" in names):
             models[name] = train_model(cfg, ctx, data, name)
     if "hybrid" in names:
-        import copy
-        phi_p = copy.deepcopy(models["P"].phi)
+        phi_p = models["P"].phi.copy_sharing_bank()     # parameters copied, the bank shared
         key = dict(_model_key(cfg, data, "P"), hybrid_train=dataclasses.asdict(cfg.hybrid_train))
         models["hybrid"] = train_hybrid(phi_p, data.train.subset(~data.train.polar), len(data.vocab), cfg.model,
                                         ctx.train_config(cfg.hybrid_train), ctx.work_dir("vqa-hybrid", key),

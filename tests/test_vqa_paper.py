@@ -1,0 +1,106 @@
+"""vqa/ at the paper preset on a tiny root in the real VQA 2.0 layout: the trainval_36 TSV through
+python -m vqa.convert_features into the memory-mapped bank, the loader, the shared bank, missing
+features, n_classes, Fig 4.1's share and the official evaluator's quirk."""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURE = Path(__file__).parent / "fixtures" / "vqa2"
+FAST = {"train.epochs": 3, "hybrid_train.epochs": 3, "model.q_dim": 64, "model.hidden": 64,
+        "model.cls_hidden": 64, "model.emb_dim": 32, "n_boot": 50, "train.progress": False,
+        "hybrid_train.progress": False}
+TSV_NAME = "trainval_resnet101_faster_rcnn_genome_36.tsv"
+
+
+def _fixture_images():
+    """(image_ids, float32 features) of the fixture, train images first, then val."""
+    ids, feats = [], []
+    for split in ("train", "val"):
+        with np.load(FIXTURE / "features" / f"{split}2014.npz") as z:
+            ids += list(z["image_ids"])
+            feats += list(z["features"].astype(np.float32))
+    return ids, feats
+
+
+def write_tsv(path: Path, ids, feats, rng=None) -> None:
+    """The bottom-up-attention format: no header; image_id, image_w, image_h, num_boxes, boxes,
+    features; boxes (num_boxes x 4) and features (num_boxes x 2048) base64 float32."""
+    rng = rng or np.random.default_rng(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        for i, x in zip(ids, feats):
+            boxes = (rng.random((len(x), 4)) * 400).astype(np.float32)
+            w.writerow([int(i), 640, 480, len(x), base64.b64encode(boxes.tobytes()).decode(),
+                        base64.b64encode(np.asarray(x, np.float32).tobytes()).decode()])
+
+
+def make_root(tmp: Path, drop_images=()) -> Path:
+    """<tmp>/vqa2/ with the four official JSON files and trainval_36/<tsv> (no features/ yet)."""
+    d = tmp / "vqa2"
+    d.mkdir(parents=True)
+    for f in FIXTURE.glob("*.json"):
+        shutil.copy(f, d / f.name)
+    ids, feats = _fixture_images()
+    keep = [k for k, i in enumerate(ids) if int(i) not in set(drop_images)]
+    write_tsv(d / "trainval_36" / TSV_NAME, [ids[k] for k in keep], [feats[k] for k in keep])
+    return d
+
+
+def convert(d: Path, extra=()):
+    from vqa.convert_features import main
+    return main(["--tsv", str(d / "trainval_36" / TSV_NAME), "--questions",
+                 str(d / "v2_OpenEnded_mscoco_train2014_questions.json"),
+                 str(d / "v2_OpenEnded_mscoco_val2014_questions.json"), "--out", str(d / "features"),
+                 "--no-progress", *extra])
+
+
+def test_tsv_converts_to_one_memory_mapped_bank(tmp_path):
+    from common.data import load_dataset
+    import vqa.data  # noqa: F401
+    d = make_root(tmp_path)
+    info = convert(d)
+    assert info["images"] == 27 and info["question_images_without_features"] == 0
+    bank = np.load(d / "features" / "trainval_features.npy", mmap_mode="r")
+    ids = np.load(d / "features" / "trainval_image_ids.npy")
+    assert bank.shape == (27, 36, 2048) and bank.dtype == np.float16
+    ref_ids, ref = _fixture_images()
+    assert list(ids) == [int(i) for i in ref_ids]
+    assert np.array_equal(bank.astype(np.float32), np.stack(ref))        # the fixture's values are fp16-exact
+    tr, va = load_dataset("vqa2", "train", tmp_path), load_dataset("vqa2", "val", tmp_path)
+    assert isinstance(tr.features, np.memmap) and tr.features is va.features    # one bank, never read whole
+    assert tr.describe()["features_memory_mapped"]
+    assert va.image_ids[va.image_index[0]] == 2000 and tr.skipped == va.skipped == 0
+
+
+def test_paper_preset_on_converted_tsv_equals_the_npz_layout(tmp_path):
+    """The whole paper code path on the converted bank gives the numbers of the legacy npz layout
+    (same features, train rows in the same order)."""
+    from common.experiment import run_experiment
+    make_root(tmp_path / "tsvroot")
+    convert(tmp_path / "tsvroot" / "vqa2")
+    r = run_experiment("vqa.tab4_1", "paper", out_root=tmp_path / "out1", data_root=str(tmp_path / "tsvroot"),
+                       device="cpu", overrides=FAST)
+    ref = run_experiment("vqa.tab4_1", "paper", out_root=tmp_path / "out2", data_root=str(FIXTURE.parent),
+                         device="cpu", overrides=FAST)
+    m = r["metrics"]
+    assert m["n_eval"] == 45
+    for k in ("acc_omega_all", "acc_P_P", "acc_NP_NP", "acc_hybrid_NP"):
+        assert m[k] == pytest.approx(ref["metrics"][k]), k
+    assert r["provenance"]["datasets"][0]["features_memory_mapped"] is True
+
+
+def test_converter_rejects_a_malformed_row(tmp_path):
+    from common.errors import DataError
+    d = make_root(tmp_path)
+    with open(d / "trainval_36" / TSV_NAME, "a") as f:
+        f.write("123\t640\t480\t36\tAAAA\n")                      # five columns
+    with pytest.raises(DataError, match=r"trainval_36.*line 28 has 5 columns"):
+        convert(d)
