@@ -384,28 +384,70 @@ def run_experiments(names: Sequence[str], preset: str = "default", *, out_root: 
                 results[task.experiment].append(_run_seed(task))
                 finish_if_complete(task.experiment)
     else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-        # spawn: JAX and torch do not survive fork after they started threads
-        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(lane_list)), mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_lane, lane): lane for lane in lane_list}
-            try:
-                for fut in cf.as_completed(futures):
-                    try:
-                        recs = fut.result()
-                    except Exception as e:   # the worker died (killed for memory, say): its lane failed
-                        recs = [{"seed": t.seed, "dir": Path(t.seed_dir).name, "error": traceback.format_exc(),
-                                 "user_facing": False, "wall_time_s": 0.0,
-                                 "message": f"the worker process running it died ({type(e).__name__}: {e})"}
-                                for t in futures[fut]]
-                    for task, rec in zip(futures[fut], recs):
-                        results[task.experiment].append(rec)
-                        finish_if_complete(task.experiment)
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        for task, rec in _run_lanes_in_processes(lane_list, jobs):
+            results[task.experiment].append(rec)
+            finish_if_complete(task.experiment)
     return outcomes
+
+
+def _died(task: _SeedTask, why: str) -> dict:
+    return {"seed": task.seed, "dir": Path(task.seed_dir).name, "error": why, "user_facing": False,
+            "wall_time_s": 0.0, "message": f"the worker process running it died ({why})"}
+
+
+def _run_lanes_in_processes(lane_list: Sequence[Sequence[_SeedTask]], jobs: int):
+    """Yield (task, record) as seeds finish, ``jobs`` worker processes at a time; the seeds of one
+    lane run one after the other. A worker that dies (killed for memory, say) breaks the whole pool:
+    the seeds that were running then are rerun one at a time, each in a fresh process of its own, so
+    only the seed that kills its worker again fails, and the other lanes go on."""
+    import collections
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+    # spawn: JAX and torch do not survive fork after they started threads
+    new_pool = lambda n: cf.ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))  # noqa: E731
+    pending = [collections.deque(lane) for lane in lane_list]
+    active: dict = {}                                   # future -> lane index
+    pool = new_pool(min(jobs, len(pending)))
+    try:
+        while active or any(pending):
+            busy = set(active.values())
+            for i, lane in enumerate(pending):
+                if len(active) >= jobs:
+                    break
+                if lane and i not in busy:
+                    active[pool.submit(_run_seed, lane[0])] = i
+                    busy.add(i)
+            done, _ = cf.wait(list(active), return_when=cf.FIRST_COMPLETED)
+            broken = []
+            for fut in done:
+                i = active.pop(fut)
+                try:
+                    rec = fut.result()
+                except BrokenProcessPool:
+                    broken.append(i)
+                    continue
+                yield pending[i].popleft(), rec
+            if not broken:
+                continue
+            for fut in list(active):        # the pool is gone: every seed it was running is lost too
+                i = active.pop(fut)
+                try:
+                    rec = fut.result()
+                    yield pending[i].popleft(), rec
+                except BrokenProcessPool:
+                    broken.append(i)
+            pool.shutdown(wait=True, cancel_futures=True)
+            for i in broken:                # again, alone: only the seed that kills its worker fails
+                task = pending[i].popleft()
+                with new_pool(1) as alone:
+                    try:
+                        yield task, alone.submit(_run_seed, task).result()
+                    except BrokenProcessPool as e:
+                        yield task, _died(task, f"{type(e).__name__}: {e}; it died again when rerun alone")
+            pool = new_pool(min(jobs, max(1, sum(1 for lane in pending if lane))))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _aggregate(per_seed: list[dict]) -> tuple[dict, dict, dict]:

@@ -301,6 +301,10 @@ register(Experiment(name="trustdies.exp", target="tests.test_trust:toy_dies", co
 def test_a_dead_worker_fails_its_experiment_not_the_run(tmp_path):
     out = E.run_experiments(["trustdies.exp", "trusttoy.exp"], "default", out_root=tmp_path, seeds=[0, 1], jobs=2)
     assert isinstance(out["trustdies.exp"], ExperimentFailed) and "worker process" in str(out["trustdies.exp"])
+    assert "died again when rerun alone" in str(out["trustdies.exp"])
+    # the seeds that shared the broken pool with it were rerun: the other experiment is complete
+    assert isinstance(out["trusttoy.exp"], dict), out["trusttoy.exp"]
+    assert sorted(out["trusttoy.exp"]["metrics_by_seed"]) == ["0", "1"]
     assert not (tmp_path / "trustdies.exp" / "default").exists()
     assert list((tmp_path / "trustdies.exp").glob("default.failed-*/error.txt"))
 
