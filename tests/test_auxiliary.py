@@ -206,13 +206,30 @@ def test_backbone_counts_match_published():
     assert round(count_params(M.resnet50_imagenet(1000)) / 1e6, 1) == 25.6
 
 
-def test_tab_7_2_counts():
+def test_keras_count_reproduces_printed_counts_where_pytorch_count_does_not():
     from auxiliary.tables import TAB_7_2_PRINTED, tab_7_2_counts
-    ours = {k: round(v / 1e6, 1) for k, v in tab_7_2_counts().items()}
-    for name in ("WideResNet18", "DeepResNet18"):      # reproduced by our reading
-        assert ours[name] == TAB_7_2_PRINTED[name], (name, ours[name])
-    # the rest differ (see README "Decisions"): the exact values of our reconstruction
-    assert ours["DWRResNet18"] == 18.9 and ours["SSAL x1"] == 12.4 and ours["SSAL x3"] == 14.9
+    keras, torch_ = tab_7_2_counts(), tab_7_2_counts(keras=False)
+    for name in ("WideResNet18", "DeepResNet18", "DWRResNet18"):      # Tab 7.2, 3 x 3 kernels, 200 classes
+        assert round(keras[name] / 1e6, 1) == TAB_7_2_PRINTED[name], (name, keras[name])
+    assert round(torch_["DWRResNet18"] / 1e6, 1) == 18.9               # PyTorch's count misses 19.0
+    # the backbones of Tab 7.1 / 7.3 at their printed precision (CIFAR100 heads)
+    assert round(M.keras_param_count(M.resnet(18, 100)) / 1e6, 2) == 11.23
+    assert round(M.keras_param_count(M.wide_resnet(28, 10, 100)) / 1e6, 2) == 36.56
+    assert round(M.keras_param_count(M.densenet_bc(190, 40, 100)) / 1e6, 1) == 26.1
+    assert round(M.keras_param_count(M.wide_resnet(16, 8, 100, se=True)) / 1e6, 1) == 11.1
+    assert round(count_params(M.densenet_bc(190, 40, 100)) / 1e6, 1) == 25.8   # PyTorch's count: not 26.1
+    # the convention, on one conv + BN: 3*3*2*4 weights + 4 biases + 4 x 4 BN numbers
+    assert M.keras_param_count(M.conv_bn_relu(2, 4)) == 72 + 4 + 16
+
+
+@pytest.mark.xfail(strict=True, reason="no reading consistent with Tab A.2 (AuxNet1: [3x3,128]x2, [3x3,256]x2, "
+                   "GAP, FC-256) gives the printed SSAL-architecture counts: ours (Keras count) SSAL x1 12.47 "
+                   "(12.6), CatFCNoSSAL 13.33 (13.6), SSAL x3 14.91 (15.6), GapCatNoSSAL 14.93 (15.6), "
+                   "LinearComb 12.51 (12.8); see auxiliary/README.md, Decisions")
+@pytest.mark.parametrize("name", ["SSAL x1", "CatFCNoSSAL", "SSAL x3", "GapCatNoSSAL", "LinearComb"])
+def test_tab_7_2_ssal_counts(name):
+    from auxiliary.tables import TAB_7_2_PRINTED, tab_7_2_counts
+    assert round(tab_7_2_counts()[name] / 1e6, 1) == TAB_7_2_PRINTED[name]
 
 
 # --------------------------------------------------------------------------------------------------
