@@ -34,6 +34,10 @@ class SSALConfig:
     inception_width: int = param(8, ge=1)
     fig7_3_groups: tuple = (2, 4, 10, 20)
     fig7_3_point: str = "g1"              # "before the first residual block" (L1713)
+    fig7_4_archs: tuple = ("resnet_mini",)  # Fig 7.4 (paper: resnet50, wrn28-10, densenet-bc100-12)
+    fig7_4_groups: int = param(20, ge=2)  # "20 visually similar groups" (Fig 7.4 caption)
+    figA6_epoch_factors: tuple = (1.0, 5.0)   # CatFCNoSSAL trained this many times train.epochs (paper 1, 2.5, 5)
+    eval_each_epoch: bool = True          # score the held-out part of train after every epoch (Fig A.6's curves)
     three_groups: tuple = (20, 33, 50)    # Tab 7.3 (Tab 7.1: 20, 30, 50)
     three_points: tuple = ("g1", "g2", "g3")
     single_point: str = "g2"              # Tab 7.2's SSAL x1: "after the first residual block"
@@ -57,7 +61,7 @@ class SSALConfig:
         epochs=40, batch_size=128, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
 
     def validate(self) -> None:
-        for a in self.archs:
+        for a in (*self.archs, *self.fig7_4_archs):
             if a not in ARCHS:
                 raise ConfigError(f"archs: unknown architecture '{a}' (choose from {', '.join(ARCHS)})")
         if len(self.three_groups) != len(self.three_points):
@@ -69,5 +73,7 @@ class SSALConfig:
             raise ConfigError(f"tab7_2_rows: unknown {unknown} (choose from {', '.join(TAB_7_2_ROWS)})")
         if self.branch_strides and len(self.branch_strides) != len(self.branch_convs):
             raise ConfigError(f"branch_strides {self.branch_strides} and branch_convs {self.branch_convs} differ in length")
+        if not self.figA6_epoch_factors or any(f <= 0 for f in self.figA6_epoch_factors):
+            raise ConfigError(f"figA6_epoch_factors {self.figA6_epoch_factors}: give positive multiples of train.epochs")
         if any(g < 2 for g in (*self.fig7_3_groups, *self.three_groups)):
             raise ConfigError("every branch needs at least 2 groups")

@@ -148,19 +148,49 @@ def build_model(cfg, arch: str, k: int, in_ch: int, points: Sequence[str] = (), 
 # --------------------------------------------------------------------------------------------------
 # Training stages (shared through identical keys)
 # --------------------------------------------------------------------------------------------------
-def _train(cfg, ctx, data: Data, stage: str, model: nn.Module, desc: dict, step_fn=None) -> nn.Module:
+def _train(cfg, ctx, data: Data, stage: str, model: nn.Module, desc: dict, step_fn=None, gammas=None,
+           epochs: int | None = None) -> nn.Module:
+    """Train ``model`` in the shared stage ``stage`` (its key: ``desc``, the training settings, the data
+    options). With ``cfg.eval_each_epoch`` the held-out part of train is scored after every epoch
+    (the trainer's history: Fig A.6's curves); ``gammas`` (SSAL models) adds the JP accuracy."""
     tc = ctx.train_config(cfg.train)
+    if epochs is not None:
+        tc = dataclasses.replace(tc, epochs=epochs)
     if not cfg.progress_bars:
         tc = dataclasses.replace(tc, progress=False)
+    if cfg.eval_each_epoch:
+        tc = dataclasses.replace(tc, eval_every=max(1, len(data.x_fit) // tc.batch_size))
     key = {"model": desc, "train": dataclasses.asdict(dataclasses.replace(tc, device="-", progress=True)),
            "downsample": cfg.downsample, "holdout_frac": cfg.holdout_frac, "max_train": cfg.max_train,
            "augment": cfg.augment}
     work = ctx.work_dir(stage, key)
     kw = {"step_fn": step_fn} if step_fn is not None else {}
-    fit(model, (data.x_fit, data.y_fit), tc, work, desc=stage, augment=random_crop_flip(4) if cfg.augment else None,
-        **kw)
+    if cfg.eval_each_epoch:
+        kw["eval_data"] = (data.x_hold, data.y_hold)
+        if gammas is not None:
+            kw["eval_fn"] = _ssal_eval(gammas, cfg)
+    res = fit(model, (data.x_fit, data.y_fit), tc, work, desc=stage,
+              augment=random_crop_flip(4) if cfg.augment else None, **kw)
     model.stage_dir = str(work)
+    model.history = res.history
     return model.eval()
+
+
+def _ssal_eval(gammas, cfg):
+    """Held-out scores of an SSAL model during training: f alone, JP (Eq 7.5), each branch's group accuracy."""
+    def score(model, d):
+        x, y = d
+        heads = S.predict_heads(model, x, cfg.eval_batch_size)
+        heads = tuple(h.cpu() for h in heads)
+        y = y.cpu()
+        out = {"acc": float((heads[0].argmax(1) == y).float().mean()),
+               "loss": float(F.cross_entropy(heads[0].float(), y)),
+               "jp_acc": float((S.joint_log_scores(heads[0], heads[1:], gammas, cfg.eta).argmax(1) == y)
+                               .float().mean())}
+        for b, (h, g) in enumerate(zip(heads[1:], gammas)):
+            out[f"g{b + 1}_acc"] = float((h.argmax(1) == torch.as_tensor(g)[y]).float().mean())
+        return out
+    return score
 
 
 def train_baseline(cfg, ctx, data: Data, arch: str, capacity: str = "") -> nn.Module:
@@ -181,7 +211,7 @@ def groupings(cfg, ctx, data: Data, arch: str, group_counts: Sequence[int]) -> t
 
 
 def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: Sequence[np.ndarray],
-               combine: str = "ssal") -> nn.Module:
+               combine: str = "ssal", epochs: int | None = None) -> nn.Module:
     groups = [int(g.max()) + 1 for g in gammas]
     torch.manual_seed(ctx.seed)
     m = build_model(cfg, arch, data.k, data.in_channels, points, groups, combine)
@@ -192,7 +222,8 @@ def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: S
         desc.update(gammas=[g.tolist() for g in gammas], lambdas=list(cfg.lambdas))
         step = S.ssal_step(gammas, list(cfg.lambdas) or None)
     tag = "ssal" if combine == "ssal" else combine
-    return _train(cfg, ctx, data, f"aux-{arch}-{tag}{len(points)}-{'-'.join(points)}", m, desc, step)
+    return _train(cfg, ctx, data, f"aux-{arch}-{tag}{len(points)}-{'-'.join(points)}", m, desc, step,
+                  gammas=list(gammas) if combine == "ssal" else None, epochs=epochs)
 
 
 def linear_comb(cfg, ctx, data: Data, model: nn.Module) -> nn.Module:
@@ -308,6 +339,121 @@ def figure_7_3(cfg, ctx) -> dict:
     axes[1].set_xlabel("groups G")
     axes[1].set_ylabel("branch accuracy % (groups)")
     ctx.savefig(fig, "figure_7_3", "Ensemble accuracy (left) and the branch alone (right) against the number of groups")
+    return metrics
+
+
+def figure_7_4(cfg, ctx) -> dict:
+    """Branch placement: one branch (``fig7_4_groups`` groups) at each named point of each
+    architecture in turn; the ensemble (JP) and the branch alone. The g1 and g2 models at the default
+    are Fig 7.3's G = 20 model and Tab 7.1's one-branch model (same stage keys: trained once)."""
+    import matplotlib.pyplot as plt
+    data = load_data(cfg, ctx)
+    g = cfg.fig7_4_groups
+    metrics, rows = {}, []
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for arch in cfg.fig7_4_archs:
+        _, gammas = groupings(cfg, ctx, data, arch, [g])
+        base = train_baseline(cfg, ctx, data, arch)
+        base_hits = correct(S.predict_heads(base, data.x_test, cfg.eval_batch_size)[0], data.y_test)
+        points = backbone(arch, data.k, data.in_channels, cfg).points
+        metrics[f"{arch}_baseline"] = 100 * base_hits.mean()
+        outs = {}
+        for p in points:
+            m = train_ssal(cfg, ctx, data, arch, [p], [gammas[g]])
+            o = outs[p] = ssal_outputs(cfg, ctx, data, m, [gammas[g]])
+            jp, lo, hi = acc_with_ci(o["jp"], cfg, ctx.seed)
+            br, blo, bhi = acc_with_ci(o["branch1"], cfg, ctx.seed)
+            d, dlo, dhi = diff_ci(o["jp"], base_hits, cfg, ctx.seed)
+            metrics.update({f"{arch}_{p}_jp": jp, f"{arch}_{p}_jp_lo": lo, f"{arch}_{p}_jp_hi": hi,
+                            f"{arch}_{p}_branch": br, f"{arch}_{p}_branch_lo": blo, f"{arch}_{p}_branch_hi": bhi,
+                            f"{arch}_{p}_tr": 100 * o["tr"].mean(), f"{arch}_{p}_gain": d})
+            rows.append([arch, p, jp, f"[{lo:.1f}, {hi:.1f}]", 100 * o["tr"].mean(), br, f"[{blo:.1f}, {bhi:.1f}]",
+                         f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]"])
+        # deepest minus shallowest point, paired over test items (the claim)
+        first, last = points[0], points[-1]
+        for col in ("jp", "branch1"):
+            d, lo, hi = diff_ci(outs[last][col], outs[first][col], cfg, ctx.seed)
+            name = "jp" if col == "jp" else "branch"
+            metrics.update({f"{arch}_{name}_deep_minus_shallow": d, f"{arch}_{name}_deep_minus_shallow_lo": lo,
+                            f"{arch}_{name}_deep_minus_shallow_hi": hi})
+        axes[0].plot(points, [metrics[f"{arch}_{p}_jp"] for p in points], "o-", label=f"{arch} SSAL (JP)")
+        axes[0].axhline(metrics[f"{arch}_baseline"], ls="--", color=axes[0].lines[-1].get_color(), alpha=0.6)
+        axes[1].plot(points, [metrics[f"{arch}_{p}_branch"] for p in points], "o-", label=arch)
+    axes[0].set_ylabel("test accuracy % (dashed: baseline)")
+    axes[1].set_ylabel(f"branch alone: group accuracy % ({g} groups)")
+    for ax in axes:
+        ax.set_xlabel("attachment point")
+        ax.legend(fontsize=7)
+    ctx.savefig(fig, "figure_7_4", f"One branch with {g} groups at each attachment point: the ensemble (left) and "
+                                   f"the branch alone (right)")
+    ctx.table(f"Fig 7.4: one branch ({g} groups) at each point, {cfg.dataset}",
+              ["architecture", "point", "SSAL (JP) %", "95 % CI", "f alone (TR) %", "branch alone %", "95 % CI",
+               "JP - baseline"], rows)
+    return metrics
+
+
+def figure_a_6(cfg, ctx) -> dict:
+    """Convergence (Fig A.6): left, held-out accuracy per epoch of SSAL x1 (trained train.epochs) and
+    of CatFCNoSSAL (the same architecture without the SSAL loss) trained ``figA6_epoch_factors`` times
+    as long; right, training accuracy and loss of SSAL's main head against the plain baseline. All
+    curves are the trainer's history; the SSAL x1, baseline and 1 x CatFC models are Tab 7.1 / 7.2's."""
+    import matplotlib.pyplot as plt
+    data = load_data(cfg, ctx)
+    arch = cfg.arch
+    _, gammas = groupings(cfg, ctx, data, arch, cfg.three_groups)
+    gs = [gammas[cfg.three_groups[0]]]
+    base = train_baseline(cfg, ctx, data, arch)
+    ssal = train_ssal(cfg, ctx, data, arch, [cfg.single_point], gs)
+    cat = {}
+    for f in cfg.figA6_epoch_factors:
+        ep = max(1, int(round(f * cfg.train.epochs)))
+        cat[ep] = train_ssal(cfg, ctx, data, arch, [cfg.single_point], gs, "catfc",
+                             epochs=None if ep == cfg.train.epochs else ep)
+    y = data.y_test
+    base_hits = correct(S.predict_heads(base, data.x_test, cfg.eval_batch_size)[0], y)
+    ssal_hits = ssal_outputs(cfg, ctx, data, ssal, gs)["jp"]
+    metrics = {"baseline_acc": 100 * base_hits.mean(), "ssal_jp_acc": 100 * ssal_hits.mean(),
+               "epochs": cfg.train.epochs}
+    rows = [["baseline", cfg.train.epochs, metrics["baseline_acc"]], ["SSAL x1 (JP)", cfg.train.epochs,
+                                                                       metrics["ssal_jp_acc"]]]
+    for ep, m in cat.items():
+        h = correct(S.predict_heads(m, data.x_test, cfg.eval_batch_size)[0], y)
+        d, lo, hi = diff_ci(ssal_hits, h, cfg, ctx.seed)
+        metrics.update({f"catfc_{ep}ep_acc": 100 * h.mean(), f"ssal_minus_catfc_{ep}ep": d,
+                        f"ssal_minus_catfc_{ep}ep_lo": lo, f"ssal_minus_catfc_{ep}ep_hi": hi})
+        rows.append([f"CatFCNoSSAL", ep, 100 * h.mean(), f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"])
+    metrics["catfc_longest_epochs"] = max(cat)
+
+    def curve(model, key):
+        pts = [(r["epoch"], r[key]) for r in model.history if key in r]
+        return [p[0] for p in pts], [100 * p[1] if key.endswith("acc") else p[1] for p in pts]
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    if cfg.eval_each_epoch:
+        axes[0].plot(*curve(ssal, "eval_jp_acc"), "o-", color="C3", label=f"SSAL x1 (JP), {cfg.train.epochs} ep")
+        axes[0].plot(*curve(base, "eval_acc"), "o-", color="C2", label="baseline")
+        for i, (ep, m) in enumerate(cat.items()):
+            axes[0].plot(*curve(m, "eval_acc"), ".-", color=f"C{4 + i}", label=f"CatFCNoSSAL, {ep} ep")
+        axes[0].set_ylabel("held-out accuracy %")
+    for model, key, lab, col in ((ssal, "f", "SSAL (f)", "C3"), (base, "", "baseline", "C2")):
+        acc_key, loss_key = (f"{key}_acc", f"{key}_loss") if key else ("acc", "loss")
+        axes[1].plot(*curve(model, acc_key), "-", color=col, label=lab)
+        axes[2].plot(*curve(model, loss_key), "-", color=col, label=lab)
+    # faster convergence: mean training accuracy over the logged points (area under the curve)
+    for name, model, key in (("ssal", ssal, "f_acc"), ("baseline", base, "acc")):
+        metrics[f"{name}_train_acc_auc"] = float(np.mean(curve(model, key)[1]))
+        if cfg.eval_each_epoch:
+            k = "eval_acc"
+            metrics[f"{name}_holdout_acc_epoch1"] = curve(model, k)[1][0]
+    axes[1].set_ylabel("training accuracy % (batches)")
+    axes[2].set_ylabel("training loss (main head)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    ctx.savefig(fig, "figure_A_6", "Convergence: held-out accuracy per epoch (left), training accuracy (middle) "
+                                   "and loss (right) of SSAL's main head and the plain baseline")
+    ctx.table(f"Fig A.6: test accuracy ({arch} on {cfg.dataset})", ["model", "epochs", "test acc %",
+                                                                     "SSAL x1 (JP) minus it"], rows)
     return metrics
 
 

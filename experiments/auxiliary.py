@@ -171,6 +171,49 @@ _reg("tab7_1", "table_7_1", "Number of branches and eta", f"{S}, Tab 7.1", repor
      reported_on="CIFAR100 test, ResNet18 rows (ResNet50 / WRN rows: paper preset with --set arch=...)", claims=(
          Claim("more branches with a low eta improve on the plain network", _more_branches_with_low_eta,
                presets=("default", "paper"), source="000 L1809-1811, Tab 7.1"),))
+def _deeper_better(col):
+    def check(m, cfg):
+        parts, ok = [], True
+        for a in cfg.fig7_4_archs:
+            lo = m[f"{a}_{col}_deep_minus_shallow_lo"]
+            if math.isnan(lo):
+                return None, "no interval"
+            ok = ok and lo > 0
+            parts.append(f"{a}: deepest minus shallowest point {m[f'{a}_{col}_deep_minus_shallow']:+.2f} p.p. "
+                         f"(paired 95 % lower bound {lo:+.2f})")
+        return ok, "; ".join(parts)
+    return check
+
+
+def _ssal_beats_longer_catfc(m, cfg):
+    ep = int(m["catfc_longest_epochs"])
+    return interval_above(m[f"ssal_minus_catfc_{ep}ep_lo"], 0.0,
+                          f"SSAL x1 (JP, {int(m['epochs'])} epochs) minus CatFCNoSSAL ({ep} epochs), paired 95 % "
+                          f"interval", "")
+
+
+def _ssal_trains_faster(m, cfg):
+    a, b = m["ssal_train_acc_auc"], m["baseline_train_acc_auc"]
+    return a > b, (f"mean training accuracy over the logged points (area under the curve): SSAL's f {a:.1f} % vs "
+                   f"baseline {b:.1f} %")
+
+
+_reg("fig7_4", "figure_7_4", "Branch placement: one branch at each named point, ensemble and branch alone",
+     f"{S}, Fig 7.4", presets={"smoke": SMOKE, "default": {},
+                               "paper": {**PAPER, "fig7_4_archs": ("resnet50", "wrn28-10", "densenet-bc100-12")}},
+     claims=(
+         Claim("the ensemble is more accurate with the branch attached deeper", _deeper_better("jp"),
+               presets=("default", "paper"), source="000 L1800-1802"),
+         Claim("the branch alone is more accurate when attached deeper", _deeper_better("branch"),
+               presets=("default", "paper"), source="000 L1802")))
+_reg("figA6", "figure_a_6", "Convergence: SSAL against CatFCNoSSAL trained longer, training curves against the baseline",
+     f"{S}, Fig A.6 (app. A.3)", presets={"smoke": SMOKE, "default": {},
+                                          "paper": {**PAPER, "figA6_epoch_factors": (1.0, 2.5, 5.0)}},
+     claims=(
+         Claim("SSAL trained E epochs is more accurate than CatFCNoSSAL trained 5 E", _ssal_beats_longer_catfc,
+               presets=("default", "paper"), source="000 L2308"),
+         Claim("SSAL's training accuracy rises faster than the plain baseline's", _ssal_trains_faster,
+               presets=("default", "paper"), source="000 L2308")))
 _reg("fig7_5", "figure_7_5", "CAM of every head with the labels of the predicted group", f"{S}, Fig 7.5, A.8")
 _reg("params", "parameter_counts", "Parameter counts of Tab 7.1-7.3, computed", f"{S}, Tab 7.1-7.3",
      reported=REPORTED_PARAMS, reported_on="the thesis' printed counts", claims=(

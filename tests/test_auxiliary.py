@@ -321,3 +321,27 @@ def test_tab_7_1_smoke_evaluates_every_eta(tmp_path):
     for key in ("acc_0br", "acc_1br_eta1", "acc_2br_eta1", "acc_2br_eta0.4", "acc_3br_eta0.3"):
         assert 0 <= m[key] <= 100, key
     assert m["params_0br"] < m["params_1br"] < m["params_2br"] < m["params_3br"]
+
+
+def test_fig7_4_every_point_and_fig_a6_shares_its_models_and_curves(tmp_path):
+    import json
+    from common.experiment import run_experiment
+    over = {"fig7_4_groups": 10, "train.epochs": 2, "figA6_epoch_factors": (1, 2)}
+    r74 = run_experiment("auxiliary.fig7_4", "smoke", out_root=tmp_path, device="cpu", overrides=over)
+    m = r74["metrics"]
+    for p in ("g1", "g2", "g3", "g4"):                  # resnet_mini: stem + 3 stages
+        assert 0 <= m[f"resnet_mini_{p}_jp"] <= 100 and 0 <= m[f"resnet_mini_{p}_branch"] <= 100
+    assert m["resnet_mini_branch_deep_minus_shallow_lo"] <= m["resnet_mini_branch_deep_minus_shallow"]
+    a6 = run_experiment("auxiliary.figA6", "smoke", out_root=tmp_path, device="cpu", overrides=over)
+    st74 = {s["stage"]: s["folder"] for s in r74["provenance"]["stages"]["0"]}
+    st_a6 = a6["provenance"]["stages"]["0"]
+    ssal = [s for s in st_a6 if s["stage"] == "aux-resnet_mini-ssal1-g2"]
+    assert len(ssal) == 1 and ssal[0]["status"] == "loaded"
+    assert ssal[0]["folder"] in [s["folder"] for s in r74["provenance"]["stages"]["0"]]
+    assert {s["folder"] for s in st_a6 if s["stage"] == "aux-resnet_mini-base"} == {st74["aux-resnet_mini-base"]}
+    # CatFCNoSSAL at 1 x and 2 x the epochs: two folders; the curves are one held-out score per epoch
+    assert len({s["folder"] for s in st_a6 if s["stage"] == "aux-resnet_mini-catfc1-g2"}) == 2
+    log = [json.loads(line) for line in open(f"{ssal[0]['folder']}/metrics.jsonl")]
+    assert [r["epoch"] for r in log if "eval_jp_acc" in r] == [1.0, 2.0]
+    am = a6["metrics"]
+    assert "ssal_minus_catfc_4ep_lo" in am and am["catfc_longest_epochs"] == 4 and 0 <= am["ssal_train_acc_auc"] <= 100
