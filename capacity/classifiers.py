@@ -9,9 +9,11 @@ Default preset (digits, 1 x 32 x 32): five classifiers of different capacity, na
   deep      eight narrow (12) 3x3 conv layers with batch norm                  ~ 9k params
   residual  a small ResNet (stem + 3 basic blocks, 16/32/32 channels)          ~ 60k params
 Paper preset (RGB 224 x 224): LeNet of our own (same layout, widened to 3 channels / 224 input),
-torchvision AlexNet, VGG16, ResNet50, Inception-v3 (resized to 299 inside). Pretrained weights
-come from torch's hub cache only (never downloaded); ``weights="random"`` gives a randomly
-initialised model of the same class (tests).
+torchvision AlexNet, VGG16, ResNet50, Inception-v3 with the weights the config names (IMAGENET1K_V1
+by default, as in the thesis), each built and preprocessed as those weights declare (mean / std,
+crop, interpolation from ``weights.transforms()``; Inception resized to its 299 crop inside, with
+``transform_input=True``). Pretrained weights come from torch's hub cache only (never downloaded);
+``weights="random"`` gives a randomly initialised model of the same configuration (tests).
 """
 from __future__ import annotations
 
@@ -30,16 +32,20 @@ ZOO_NAMES = ("lenet", "alexnet", "vgg16", "resnet50", "inception_v3")
 class Preprocessed(nn.Module):
     """[0, 1] images -> (resize) -> (x - mean) / std -> model."""
 
-    def __init__(self, model: nn.Module, mean=None, std=None, size: int | None = None):
+    def __init__(self, model: nn.Module, mean=None, std=None, size: int | None = None,
+                 interpolation: str = "bilinear"):
         super().__init__()
-        self.model, self.size = model, size
+        self.model, self.size, self.interpolation = model, size, interpolation
         c = len(mean) if mean is not None else 1
         self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0]).view(1, c, 1, 1))
         self.register_buffer("std", torch.tensor(std if std is not None else [1.0]).view(1, c, 1, 1))
 
     def forward(self, x):
         if self.size is not None and x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            # the autoencoder's crop (e.g. 224 of a 256 resize) scaled to the model's crop (Inception:
+            # 299 of 342): the same field of view as the weights' own resize + crop, to rounding
+            x = F.interpolate(x, size=(self.size, self.size), mode=self.interpolation, align_corners=False,
+                              antialias=self.interpolation in ("bilinear", "bicubic"))
         out = self.model((x - self.mean) / self.std)
         return out.logits if hasattr(out, "logits") else out
 
@@ -140,30 +146,67 @@ class WeightsNotCachedError(FileNotFoundError):
     pass
 
 
-def zoo_classifier(name: str, weights: str = "cached", n_classes: int = 1000) -> nn.Module:
-    """A torchvision ImageNet classifier wrapped to take [0, 1] images.
+# The torchvision builder and weight-enum class of every zoo classifier; which member (V1, V2, ...)
+# is a config value (``CapacityConfig.weights``, V1 by default: the weights of the thesis' time).
+ZOO_BUILDERS = {"alexnet": ("alexnet", "AlexNet_Weights"), "vgg16": ("vgg16", "VGG16_Weights"),
+                "resnet50": ("resnet50", "ResNet50_Weights"), "inception_v3": ("inception_v3", "Inception_V3_Weights")}
 
-    weights: "cached" loads torchvision's default weights from torch's hub cache (never
-    downloads; a clear error when absent), "random" keeps the random initialisation (tests).
+
+def zoo_weights_enum(name: str, member: str):
+    """The torchvision weight enum member named ``member`` ("ResNet50_Weights.IMAGENET1K_V1" or just
+    "IMAGENET1K_V1") for zoo classifier ``name``; ValueError when it is not one of that model's."""
+    import torchvision.models as tvm
+    if name not in ZOO_BUILDERS:
+        raise ValueError(f"unknown zoo classifier '{name}' (choose from {', '.join(ZOO_BUILDERS)})")
+    enum_cls = getattr(tvm, ZOO_BUILDERS[name][1])
+    cls_name, _, short_name = member.rpartition(".")
+    if cls_name and cls_name != enum_cls.__name__:
+        raise ValueError(f"weights '{member}' are not {name}'s (expected {enum_cls.__name__}.<member>)")
+    try:
+        return enum_cls[short_name]
+    except KeyError:
+        raise ValueError(f"{enum_cls.__name__} has no member '{short_name}' (choose from "
+                         f"{', '.join(m.name for m in enum_cls)})") from None
+
+
+def zoo_preprocessing(weights) -> dict:
+    """What the weights' own ``.transforms()`` declare (torchvision's ImageClassification preset):
+    resize of the short side, centre crop, mean / std, interpolation. The classifier wrapper and
+    the paper preset's data pipeline take every value from here, nothing typed by hand."""
+    t = weights.transforms()
+    return {"resize_size": int(t.resize_size[0]), "crop_size": int(t.crop_size[0]), "mean": tuple(t.mean),
+            "std": tuple(t.std), "interpolation": t.interpolation.value, "antialias": t.antialias}
+
+
+def zoo_classifier(name: str, weights: str = "cached", n_classes: int = 1000,
+                   weights_enum: str | None = None) -> nn.Module:
+    """A torchvision ImageNet classifier wrapped to take [0, 1] images, built as torchvision builds
+    it for ``weights_enum`` (default: the model's IMAGENET1K_V1), preprocessing from its meta.
+
+    weights: "cached" loads those weights from torch's hub cache (never downloads; a clear error
+    when absent), "random" keeps the random initialisation of the same configuration (tests).
+    Inception-v3 is built with ``transform_input=True`` (torchvision sets it whenever weights are
+    given: the V1 weights expect its re-normalisation of ImageNet-normalised input) and with the
+    auxiliary head only while loading its weights (eval mode never uses it).
     """
     import torchvision.models as tvm
     from common.checkpoint import load_weights
-    builders = {"alexnet": (tvm.alexnet, tvm.AlexNet_Weights.DEFAULT, None),
-                "vgg16": (tvm.vgg16, tvm.VGG16_Weights.DEFAULT, None),
-                "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.DEFAULT, None),
-                "inception_v3": (tvm.inception_v3, tvm.Inception_V3_Weights.DEFAULT, 299)}
-    if name not in builders:
-        raise ValueError(f"unknown zoo classifier '{name}' (choose from {', '.join(builders)})")
-    build, w, size = builders[name]
-    kw = {"aux_logits": True, "init_weights": False} if name == "inception_v3" else {}
+    w = zoo_weights_enum(name, weights_enum or "IMAGENET1K_V1")
+    build = getattr(tvm, ZOO_BUILDERS[name][0])
+    kw = {"transform_input": True, "aux_logits": True, "init_weights": False} if name == "inception_v3" else {}
     model = build(weights=None, num_classes=n_classes, **kw)
     if weights == "cached":
         path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
         if not path.exists():
             raise WeightsNotCachedError(
-                f"pretrained weights for {name} not in torch's cache ({path}); place {Path(w.url).name} there "
+                f"pretrained weights {w} for {name} not in torch's cache ({path}); place {Path(w.url).name} there "
                 f"(from {w.url}); nothing is downloaded by this project")
         model.load_state_dict(load_weights(path))
     elif weights != "random":
         raise ValueError(f"weights must be 'cached' or 'random', got {weights!r}")
-    return Preprocessed(model.eval(), IMAGENET_MEAN, IMAGENET_STD, size)
+    if name == "inception_v3":        # as torchvision does after loading weights for aux_logits=False
+        model.aux_logits, model.AuxLogits = False, None
+    pre = zoo_preprocessing(w)
+    wrapped = Preprocessed(model.eval(), pre["mean"], pre["std"], pre["crop_size"], pre["interpolation"])
+    wrapped.preprocessing, wrapped.weights_enum = pre, str(w)
+    return wrapped

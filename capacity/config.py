@@ -27,6 +27,18 @@ class AEConfig:
 
 
 @dataclasses.dataclass
+class ZooWeights:
+    """The torchvision weights of each zoo classifier (paper preset), as "<Enum>.<member>". V1 as in
+    the thesis (2019): torchvision's DEFAULT for ResNet50 is IMAGENET1K_V2 (80.9 % top-1, a 2021
+    recipe), not what the thesis measured. Each model's build options and preprocessing follow the
+    weights named here (capacity.classifiers.zoo_classifier)."""
+    alexnet: str = "AlexNet_Weights.IMAGENET1K_V1"
+    vgg16: str = "VGG16_Weights.IMAGENET1K_V1"
+    resnet50: str = "ResNet50_Weights.IMAGENET1K_V1"
+    inception_v3: str = "Inception_V3_Weights.IMAGENET1K_V1"
+
+
+@dataclasses.dataclass
 class CapacityConfig:
     dataset: str = "mnist5k"
     train_split: str = "train"            # classifiers, fine-tuning (and pre-training unless a folder)
@@ -37,7 +49,8 @@ class CapacityConfig:
     resize: int = param(0, ge=0)          # folder sources: short side before the centre crop (paper 256)
     classifiers: tuple = ("lenet", "small", "wide", "deep", "residual")
     zoo: bool = False                     # torchvision classifiers (paper) instead of our digit models
-    zoo_weights: str = param("cached", choices=("cached", "random"))
+    zoo_weights: str = param("cached", choices=("cached", "random"))   # where the zoo's weights come from
+    weights: ZooWeights = dataclasses.field(default_factory=ZooWeights)   # which weights (--set weights.resnet50=...)
     n_classes: int = param(10, ge=2)
     max_train: int = param(0, ge=0)       # 0 = all
     max_eval: int = param(0, ge=0)
@@ -79,3 +92,11 @@ def check_config(cfg: CapacityConfig) -> None:
         raise ConfigError(f"classifiers {cfg.classifiers}: unknown {unknown} (choose from {', '.join(known)})")
     if len(set(cfg.classifiers)) != len(cfg.classifiers):
         raise ConfigError(f"classifiers {cfg.classifiers} names one twice")
+    if cfg.zoo:
+        from capacity.classifiers import zoo_weights_enum
+        for name in cfg.classifiers:
+            if name != "lenet":
+                try:
+                    zoo_weights_enum(name, getattr(cfg.weights, name))
+                except ValueError as e:
+                    raise ConfigError(f"weights.{name}: {e}") from None

@@ -114,7 +114,7 @@ def _reads(sources, *roles) -> list:
 def _arch(cfg, name):
     """The architecture's description, so that a changed network never reuses an old checkpoint."""
     if cfg.zoo and name != "lenet":
-        return f"torchvision.{name}"
+        return f"torchvision.{name}({getattr(cfg.weights, name)})"
     from capacity.classifiers import digit_classifier
     return repr(digit_classifier(name, 3 if cfg.zoo else 1, cfg.n_classes, cfg.image_size))
 
@@ -136,8 +136,9 @@ def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict]:
     c = train.image_shape[-1]
     for name in cfg.classifiers:
         if cfg.zoo and name != "lenet":
-            model = zoo_classifier(name, cfg.zoo_weights, cfg.n_classes)
-            info[name] = {"source": f"torchvision {name} ({cfg.zoo_weights} weights)"}
+            model = zoo_classifier(name, cfg.zoo_weights, cfg.n_classes, getattr(cfg.weights, name))
+            info[name] = {"source": f"torchvision {name}, {model.weights_enum} ({cfg.zoo_weights}); preprocessing "
+                                    f"from the weights' transforms(): {model.preprocessing}"}
         else:
             torch.manual_seed(ctx.seed)
             if cfg.zoo:   # our LeNet at ImageNet scale: RGB, normalised like the zoo models
