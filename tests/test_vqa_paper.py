@@ -80,21 +80,57 @@ def test_tsv_converts_to_one_memory_mapped_bank(tmp_path):
     assert va.image_ids[va.image_index[0]] == 2000 and tr.skipped == va.skipped == 0
 
 
-def test_paper_preset_on_converted_tsv_equals_the_npz_layout(tmp_path):
+def test_paper_preset_on_converted_tsv_equals_the_npz_layout(tmp_path, monkeypatch, capsys):
     """The whole paper code path on the converted bank gives the numbers of the legacy npz layout
-    (same features, train rows in the same order)."""
+    (same features, train rows in the same order); the four models share the one memory-mapped
+    bank, and the expected memory is printed before training."""
     from common.experiment import run_experiment
+    import vqa.tables
+    seen = {}
+
+    def spy(cfg, ctx, data, *a, **k):
+        models = trained(cfg, ctx, data, *a, **k)
+        if "data" not in seen:                                # the converted-TSV run (the first)
+            seen.update(models=models, data=data)
+        return models
+    trained = vqa.tables.trained_models
+    monkeypatch.setattr(vqa.tables, "trained_models", spy)
     make_root(tmp_path / "tsvroot")
     convert(tmp_path / "tsvroot" / "vqa2")
     r = run_experiment("vqa.tab4_1", "paper", out_root=tmp_path / "out1", data_root=str(tmp_path / "tsvroot"),
                        device="cpu", overrides=FAST)
     ref = run_experiment("vqa.tab4_1", "paper", out_root=tmp_path / "out2", data_root=str(FIXTURE.parent),
                          device="cpu", overrides=FAST)
+    assert "expected memory: host" in capsys.readouterr().out
     m = r["metrics"]
     assert m["n_eval"] == 45
     for k in ("acc_omega_all", "acc_P_P", "acc_NP_NP", "acc_hybrid_NP"):
         assert m[k] == pytest.approx(ref["metrics"][k]), k
     assert r["provenance"]["datasets"][0]["features_memory_mapped"] is True
+    bank = seen["data"].train_bank
+    assert isinstance(bank, np.memmap) and seen["data"].eval_bank is bank
+    assert [n for n, m in seen["models"].items() if m.phi.bank is not bank] == []      # omega, P, NP, hybrid
+
+
+def test_hybrid_copy_of_phi_p_shares_the_bank_and_copies_parameters():
+    import torch
+    from vqa.config import ModelConfig
+    from vqa.model import build_model
+    bank = np.zeros((4, 36, 8), np.float16)
+    phi = build_model(10, 3, ModelConfig(emb_dim=4, q_dim=4, hidden=4, cls_hidden=4), feature_dim=8).phi
+    phi.set_bank(bank)
+    cp = phi.copy_sharing_bank()
+    assert cp.bank is bank                                   # copy.deepcopy would copy it
+    assert all(a.data_ptr() != b.data_ptr() and torch.equal(a, b) for a, b in zip(cp.parameters(), phi.parameters()))
+    assert "bank" not in dict(phi.named_buffers())           # model.to(device) never moves it
+
+
+def test_memory_estimate_against_the_old_design():
+    from vqa.pipeline import old_design_estimate
+    row = 36 * 2048 * 2
+    old = old_design_estimate(82_783 * row, 40_504 * row)
+    assert old["device_total"] / 2**30 == pytest.approx(51.0, abs=0.1)    # 4 x 12.1 + 6.0 GiB (~55 GB)
+    assert old_design_estimate(123_287 * row, 123_287 * row)["device_total"] / 1e9 > 90
 
 
 def test_converter_rejects_a_malformed_row(tmp_path):

@@ -206,7 +206,85 @@ def train_hybrid(phi_p, split: Split, n_classes: int, model_cfg: ModelConfig, tr
     return VQAModel(phi_p, res.model.eval())
 
 
+# ------------------------------------------------------------------------------------------------
+# Expected memory (printed before training; bench/vqa_memory.py measures it)
+# ------------------------------------------------------------------------------------------------
+GiB = 2 ** 30
+
+
+def bank_bytes(bank) -> int:
+    return int(bank.nbytes) if hasattr(bank, "nbytes") else int(bank.numel() * bank.element_size())
+
+
+def count_model_params(n_words: int, n_classes: int, cfg: ModelConfig, feature_dim: int | None) -> int:
+    """Parameters of one f o Phi, counted on the meta device (nothing allocated)."""
+    import torch
+    from vqa.model import build_model
+    with torch.device("meta"):
+        m = build_model(n_words, n_classes, cfg, feature_dim)
+    return sum(p.numel() for p in m.parameters())
+
+
+def memory_estimate(cfg: VQAConfig, data: Prepared) -> dict:
+    """Expected peak memory of trained_models + evaluation in bytes, this design: one bank on the
+    host (memory-mapped: file-backed pages, read on demand, at most the bank's size in the page
+    cache and reclaimable), only a batch's rows on the device."""
+    import numpy as np
+    banks = {id(data.train_bank): data.train_bank, id(data.eval_bank): data.eval_bank}
+    host_bank = sum(bank_bytes(b) for b in banks.values())
+    mapped = all(isinstance(b, np.memmap) for b in banks.values())
+    splits = [s for s in (data.train, data.heldout, data.eval) if s is not None]
+    host_tensors = sum(t.numel() * t.element_size() for s in splits for t in (s.q, s.img, s.t_idx, s.t_val))
+    n_params = count_model_params(data.n_words, len(data.vocab), cfg.model, data.feature_dim)
+    p_bytes = 4 * n_params
+    # device: omega, P, NP and the hybrid's Phi_P copy + f_NP stay on the device (~4 models), plus
+    # gradients and Adamax's two moments of the model in training
+    device_params = 4 * p_bytes + 3 * p_bytes
+    counts = np.unique(data.train.img.numpy(), return_counts=True)[1]
+    G, Q = len(counts), int(counts.max()) if len(counts) else 1
+    T, A = data.train.q.shape[1], data.train.t_idx.shape[1]
+    device_data = G * Q * (T * 8 + 1 + A * 12) + G * 8          # group_by_image's tensors (omega)
+    if data.feature_dim is None:
+        k, d = 36, cfg.model.cnn_width
+        row = bank_bytes(data.train_bank) // max(len(data.train_bank), 1)
+    else:
+        k, d = data.train_bank.shape[1], data.train_bank.shape[2]
+        row = k * d * data.train_bank.dtype.itemsize
+    nq = cfg.train.batch_size * float(counts.mean()) if len(counts) else 1.0
+    m = cfg.model
+    # one step: the batch's rows (+ float32 copy), per-question regions (repeat_interleave) and the
+    # attention's concat / hidden, kept for the backward pass (x2)
+    act = cfg.train.batch_size * (row + k * d * 4) + 2 * nq * k * (2 * d + m.q_dim + m.hidden) * 4
+    ev = cfg.eval_batch_size * (row + 4 * k * d * 4)
+    return {"host_bank": host_bank, "host_bank_mapped": mapped, "host_tensors": host_tensors,
+            "device_params": device_params, "device_data": device_data, "device_step": max(act, ev),
+            "host_total": host_bank + host_tensors, "device_total": device_params + device_data + max(act, ev),
+            "n_params_per_model": n_params}
+
+
+def old_design_estimate(train_bank: int, eval_bank: int) -> dict:
+    """The design before the shared bank, by a reading of its code: both banks read whole into host
+    memory (np.asarray of the npz), a device copy of the training bank per model (Phi.set_bank moved
+    it: Omega, P, NP) plus copy.deepcopy(P.phi) for the hybrid, and the evaluation bank moved once
+    more. With the one-TSV work-around (the trainval file for both splits), both banks are the full
+    one."""
+    return {"host_total": train_bank + eval_bank, "device_total": 4 * train_bank + eval_bank}
+
+
+def format_estimate(e: dict) -> str:
+    kind = "memory-mapped (file-backed page cache, read on demand)" if e["host_bank_mapped"] else "in RAM"
+    return (f"expected memory: host {e['host_total'] / GiB:.2f} GiB (bank {e['host_bank'] / GiB:.2f} GiB {kind}, "
+            f"question tensors {e['host_tensors'] / GiB:.2f} GiB); device {e['device_total'] / GiB:.2f} GiB "
+            f"(4 models + gradients + Adamax {e['device_params'] / GiB:.2f} GiB, grouped training tensors "
+            f"{e['device_data'] / GiB:.2f} GiB, one step's features and activations {e['device_step'] / GiB:.2f} GiB; "
+            f"{e['n_params_per_model'] / 1e6:.1f} M parameters per model)")
+
+
 def trained_models(cfg: VQAConfig, ctx, data: Prepared, names=("omega", "P", "NP", "hybrid")) -> dict:
+    estimate = format_estimate(memory_estimate(cfg, data))
+    print(f"[vqa] {estimate}", flush=True)
+    if cfg.dataset == "vqa2":
+        ctx.note(f"Before training, {estimate}.")
     models = {}
     for name in ("omega", "P", "NP"):
         if name in names or (name == "P" and "hybrid" in names):
