@@ -140,3 +140,18 @@ def test_converter_rejects_a_malformed_row(tmp_path):
         f.write("123\t640\t480\t36\tAAAA\n")                      # five columns
     with pytest.raises(DataError, match=r"trainval_36.*line 28 has 5 columns"):
         convert(d)
+
+
+def test_questions_without_features_stop_above_the_share_and_warn_below(tmp_path, capsys):
+    from common.experiment import ExperimentFailed, run_experiment
+    d = make_root(tmp_path, drop_images=[2000])          # one val image: 5 of 45 val questions (11 %)
+    info = convert(d)
+    assert info["images"] == 26 and info["question_images_without_features"] == 1
+    assert np.load(d / "features" / "trainval_features.npy", mmap_mode="r").shape == (26, 36, 2048)  # shrunk
+    with pytest.raises(ExperimentFailed, match=r"v2_OpenEnded_mscoco_val2014_questions.json: 5 of its 45 questions "
+                                        r"\(11.11 %\) ask about 1 images with no features .*image ids 2000"):
+        run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "a", data_root=str(tmp_path), device="cpu",
+                       overrides=FAST)
+    r = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "b", data_root=str(tmp_path), device="cpu",
+                       overrides=dict(FAST, max_missing_features=0.2))
+    assert "WARNING" in capsys.readouterr().out and "5 of its 45 questions" in " ".join(r.get("notes", []))

@@ -29,6 +29,9 @@ class VQAConfig:
     heldout_fraction: float = param(0.1, ge=0, lt=1)   # easy-VQA: seeded part of train held out (model selection)
     answer_min_count: int = param(1, ge=1)   # answer vocabulary threshold (paper: 9 -> 3129 classes)
     expected_classes: int = param(0, ge=0)   # paper: 3129; asserted on the full VQA 2.0 (0 = no check)
+    max_missing_features: float = param(0.01, ge=0, le=1)   # VQA 2.0: largest share of a split's questions whose
+                                             # image has no features; above it the run stops (DataError), below
+                                             # it they are left out with a printed warning
     max_question_len: int = param(10, ge=1)  # tokens (easy-VQA questions have <= 9 words; paper 14)
     max_train_questions: int = param(0, ge=0)   # 0 = all; smoke runs subsample (seeded)
     max_eval_questions: int = param(0, ge=0)

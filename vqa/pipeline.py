@@ -92,6 +92,28 @@ def _cap(n: int, cap: int, seed: int) -> np.ndarray:
     return np.arange(n)
 
 
+def check_missing_features(ds, max_share: float, ctx=None) -> None:
+    """Questions whose image has no row in the feature bank: above ``max_share`` of the split's
+    questions a DataError naming the count, some image ids and the files; below it a warning."""
+    from common.data import data_error
+    if not ds.skipped:
+        return
+    share = ds.skipped / max(ds.n_questions_file, 1)
+    ids = ds.missing_image_ids
+    what = (f"{ds.skipped} of its {ds.n_questions_file} questions ({100 * share:.2f} %) ask about {len(ids)} images "
+            f"with no features in {ds.features_file} (image ids {', '.join(map(str, ids[:5]))}"
+            f"{', ...' if len(ids) > 5 else ''})")
+    if share > max_share:
+        raise data_error(ds.questions_file, f"{what}; more than max_missing_features = {100 * max_share:g} %",
+                         "convert the features of these images (python -m vqa.convert_features --tsv <trainval_36 "
+                         "tsv> --questions <both questions files> --out <root>/vqa2/features), or accept leaving them "
+                         "out with --set max_missing_features=<share>")
+    msg = f"WARNING: {ds.questions_file}: {what}; left out (at most max_missing_features = {100 * max_share:g} %)"
+    print(f"[vqa] {msg}", flush=True)
+    if ctx is not None:
+        ctx.note(msg)
+
+
 def prepare(cfg: VQAConfig, ctx) -> Prepared:
     import torch
     from common.data import train_val_split
@@ -105,6 +127,8 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
     elif cfg.dataset == "vqa2":
         import vqa.data  # noqa: F401  (registers the dataset)
         tr, ev = ctx.load_dataset("vqa2", "train"), ctx.load_dataset("vqa2", "val")
+        for ds in (tr, ev):
+            check_missing_features(ds, cfg.max_missing_features, ctx)
         # the banks as read: memory maps (one shared object with the converted trainval bank), never
         # copied here nor moved to the device (vqa.model.gather_rows moves a batch's rows only)
         train_bank, eval_bank = tr.features, ev.features
