@@ -51,6 +51,10 @@ class SSALConfig:
     n_boot: int = param(1000, ge=100)
     tol: float = param(1.0, ge=0)         # p.p. tolerance of "+JP >= +TR >= baseline" (note: thesis' own exceptions)
     n_cam_examples: int = param(4, ge=1)
+    n_saliency_images: int = param(24, ge=2)   # test images of the saliency benchmark (fixed: seed 0)
+    saliency_methods: tuple = ("ssal-cam-f", "ssal-cam-g1", "ssal-cam-g2", "ssal-cam-g3", "gradcam", "gradcampp",
+                               "saliency", "ig")
+    ig_steps: int = param(32, ge=2)
     augment: bool = False                 # random crop + flip (CIFAR); off for digits: a flip changes the number
     eval_batch_size: int = param(500, ge=1)
     progress_bars: bool = True

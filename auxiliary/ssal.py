@@ -115,3 +115,26 @@ def cam_function(index: int = 0, gamma: np.ndarray | None = None) -> Callable:
         return maps
 
     return saliency
+
+
+class SSALClassifier(nn.Module):
+    """An SSAL model seen as one classifier: ``forward`` returns the log of Eq 7.5's normalised joint
+    probability (its softmax is the joint distribution), so that saliency methods and their metrics,
+    which expect one logits tensor, explain and score the ensemble's prediction. ``ssal`` is the
+    multi-head model, ``gammas`` the label -> group map of each branch."""
+
+    def __init__(self, ssal: nn.Module, gammas: Sequence[np.ndarray], eta: float = 1.0):
+        super().__init__()
+        if len(gammas) != len(ssal.branches):
+            raise ValueError(f"{len(gammas)} group maps for {len(ssal.branches)} branches")
+        self.ssal, self.eta = ssal, eta
+        self.gammas = [np.asarray(g) for g in gammas]
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The layer a Grad-CAM of the ensemble looks at: the one feeding f's global average pool."""
+        return head_target_layer(self.ssal, 0)
+
+    def forward(self, x):
+        heads = self.ssal(x)
+        return F.log_softmax(joint_log_scores(heads[0], heads[1:], self.gammas, self.eta), 1)

@@ -24,7 +24,7 @@ PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downs
          **_TRAIN_PAPER}
 SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
          "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
-         "n_random_partitions": 20, "n_cam_examples": 2, "progress_bars": False, "train.epochs": 1,
+         "n_random_partitions": 20, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
          "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
 
 
@@ -215,6 +215,8 @@ _reg("figA6", "figure_a_6", "Convergence: SSAL against CatFCNoSSAL trained longe
          Claim("SSAL's training accuracy rises faster than the plain baseline's", _ssal_trains_faster,
                presets=("default", "paper"), source="000 L2308")))
 _reg("fig7_5", "figure_7_5", "CAM of every head with the labels of the predicted group", f"{S}, Fig 7.5, A.8")
+_reg("saliency_benchmark", "saliency_benchmark", "SSAL heads' CAMs beside Grad-CAM, Grad-CAM++, Saliency, IG",
+     f"{S}, Fig 7.5 / A.8 (scored; beyond the thesis)")
 _reg("params", "parameter_counts", "Parameter counts of Tab 7.1-7.3, computed", f"{S}, Tab 7.1-7.3",
      reported=REPORTED_PARAMS, reported_on="the thesis' printed counts", claims=(
          Claim("counted as Keras counts, Tab 7.2's capacity-matched baselines are 25.3 / 13.3 / 19.0 M and the "

@@ -285,6 +285,13 @@ def test_smoke_run(tmp_path):
     assert m["resnet_mini_params_ssal"] > m["resnet_mini_params_org"]
     stages = {s["stage"] for s in rec["provenance"]["stages"]["0"]}
     assert {"aux-resnet_mini-base", "aux-resnet_mini-ssal3-g1-g2-g3", "aux-lc"} <= stages
+    # the saliency benchmark scores the same three-branch model (loaded, not retrained)
+    sal = run_experiment("auxiliary.saliency_benchmark", "smoke", out_root=tmp_path, device="cpu")
+    assert [s["status"] for s in sal["provenance"]["stages"]["0"] if s["stage"].endswith("ssal3-g1-g2-g3")] == ["loaded"]
+    sm = sal["metrics"]
+    for method in ("ssal-cam-f", "ssal-cam-g1", "ssal-cam-g2", "ssal-cam-g3", "gradcam", "gradcampp", "saliency", "ig"):
+        for score in ("AD", "AI", "AG", "insertion", "deletion", "seconds_per_image"):
+            assert math.isfinite(sm[f"saliency/twodigit100-ssal/{method}/{score}"]), (method, score)
 
 
 def _cifar100_fixture(root, per_class=5, test_per_class=1):
@@ -345,3 +352,37 @@ def test_fig7_4_every_point_and_fig_a6_shares_its_models_and_curves(tmp_path):
     assert [r["epoch"] for r in log if "eval_jp_acc" in r] == [1.0, 2.0]
     am = a6["metrics"]
     assert "ssal_minus_catfc_4ep_lo" in am and am["catfc_longest_epochs"] == 4 and 0 <= am["ssal_train_acc_auc"] <= 100
+
+
+def test_ssal_cams_registered_for_ssal_models_only_and_branch_cam_explains_the_group():
+    from auxiliary.saliency import _head_cam  # noqa: F401  (registers)
+    from common.saliency import discover, get_method
+    names = {"ssal-cam-f", "ssal-cam-g1", "ssal-cam-g2", "ssal-cam-g3"}
+    assert names <= set(discover())
+    torch.manual_seed(0)
+    bb = M.resnet(10, 6, widths=(4, 8), blocks=(1, 1), in_channels=1)
+    spec = M.BranchSpec("g1", 3, "conv", (("convs", (4, 4)), ("hidden", 0)))
+    net = M.SSALNet(bb, [spec]).eval()
+    gamma = np.array([0, 0, 1, 1, 2, 2])
+    clf = S.SSALClassifier(net, [gamma])
+    assert get_method("ssal-cam-f").applicable(clf) and get_method("ssal-cam-g1").applicable(clf)
+    assert not get_method("ssal-cam-g2").applicable(clf)             # one branch only
+    assert not get_method("ssal-cam-g1").applicable(bb) and not get_method("ssal-cam-g1").applicable(net)
+    assert get_method("gradcam").applicable(clf)
+    # the ensemble's output is Eq 7.5 normalised
+    x = torch.randn(2, 1, 12, 12)
+    with torch.no_grad():
+        f, g = net(x)
+        want = S.joint_probability(f, [g], [gamma])
+        np.testing.assert_allclose(clf(x).softmax(1).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    # a branch CAM explains the target's group: labels of one group give one map, of another group another
+    cam = get_method("ssal-cam-g1").fn
+    xx = x[:1].repeat(3, 1, 1, 1)
+    maps = cam(clf, xx, torch.tensor([2, 3, 4]))                     # groups 1, 1, 2
+    assert maps.shape == (3, 12, 12) and 0 <= maps.min() and maps.max() <= 1
+    torch.testing.assert_close(maps[0], maps[1])
+    assert (maps[0] - maps[2]).abs().max() > 1e-3
+    fmaps = get_method("ssal-cam-f").fn(clf, xx, torch.tensor([2, 3, 4]))
+    assert (fmaps[0] - fmaps[1]).abs().max() > 1e-3                  # f explains the label itself
+    with pytest.raises(TypeError, match="SSALClassifier"):
+        cam(net, xx, torch.tensor([0, 1, 2]))
