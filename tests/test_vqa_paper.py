@@ -103,7 +103,7 @@ def test_paper_preset_on_converted_tsv_equals_the_npz_layout(tmp_path, monkeypat
                          device="cpu", overrides=FAST)
     assert "expected memory: host" in capsys.readouterr().out
     m = r["metrics"]
-    assert m["n_eval"] == 45
+    assert m["n_eval"] == 45 and m["n_classes"] == 8 and m["full_vqa2"] == 0     # reported, not asserted
     for k in ("acc_omega_all", "acc_P_P", "acc_NP_NP", "acc_hybrid_NP"):
         assert m[k] == pytest.approx(ref["metrics"][k]), k
     assert r["provenance"]["datasets"][0]["features_memory_mapped"] is True
@@ -155,3 +155,20 @@ def test_questions_without_features_stop_above_the_share_and_warn_below(tmp_path
     r = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "b", data_root=str(tmp_path), device="cpu",
                        overrides=dict(FAST, max_missing_features=0.2))
     assert "WARNING" in capsys.readouterr().out and "5 of its 45 questions" in " ".join(r.get("notes", []))
+
+
+def test_n_classes_reported_always_and_asserted_on_the_full_vqa2_files(tmp_path, monkeypatch):
+    """The full release is recognised by its question counts; the fixture stands in for it here."""
+    from common.experiment import ExperimentFailed, run_experiment
+    import vqa.data
+    r = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "a", data_root=str(FIXTURE.parent),
+                       device="cpu", overrides=FAST)["metrics"]
+    assert (r["n_classes"], r["full_vqa2"], r["answer_min_count"]) == (8, 0, 9)
+    monkeypatch.setattr(vqa.data, "FULL_VQA2_QUESTIONS", {"train": 90, "val": 45})
+    with pytest.raises(ExperimentFailed, match="full VQA 2.0 train [+] val labels give 8 answer classes with "
+                                               "answer_min_count = 9, expected 3129"):
+        run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "b", data_root=str(FIXTURE.parent),
+                       device="cpu", overrides=FAST)
+    r = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "c", data_root=str(FIXTURE.parent),
+                       device="cpu", overrides=dict(FAST, expected_classes=8))["metrics"]
+    assert (r["n_classes"], r["full_vqa2"]) == (8, 1)

@@ -50,6 +50,7 @@ class Prepared:
     eval_bank: Any
     n_train_all: int                # questions in the training file before filtering to the vocab
     data_key: dict                  # what determines the data (part of the work-dir keys)
+    class_info: dict = dataclasses.field(default_factory=dict)   # n_classes etc., in every experiment's metrics
 
 
 def _pool_images(images: np.ndarray, size: int) -> np.ndarray:
@@ -140,9 +141,7 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
 
     label_lists = [tr.answers] if cfg.dataset == "easyvqa" else [tr.answers, ev.answers]
     vocab = answer_vocab(label_lists, cfg.answer_min_count)
-    if cfg.expected_classes and len(tr) > 400_000 and len(vocab) != cfg.expected_classes:
-        raise AssertionError(f"answer vocabulary has {len(vocab)} classes with threshold {cfg.answer_min_count}, "
-                             f"expected {cfg.expected_classes} (notes/vqa.md)")
+    class_info = check_n_classes(vocab, label_lists, cfg, tr, ev)
     vi = {a: i for i, a in enumerate(vocab)}
 
     keep = np.array([a in vi for a in tr.answers])                  # train on in-vocabulary labels only
@@ -164,7 +163,37 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
                                              "max_train_questions")}
     return Prepared(vocab, len(tok), feature_dim, split_of(tr, keep_idx[fit_pos]),
                     split_of(tr, keep_idx[ho_pos]) if len(ho_pos) else None, split_of(ev, ev_idx),
-                    train_bank, eval_bank, len(tr), data_key)
+                    train_bank, eval_bank, len(tr), data_key, class_info)
+
+
+def is_full_vqa2(tr, ev) -> bool:
+    """The full VQA 2.0 release: the official file names (the loader reads no others) holding exactly
+    443,757 train and 214,354 val questions (vqa.data.FULL_VQA2_QUESTIONS), counted in the files
+    before any question is left out."""
+    from vqa import data as vdata
+    return (getattr(tr, "n_questions_file", None) == vdata.FULL_VQA2_QUESTIONS["train"]
+            and getattr(ev, "n_questions_file", None) == vdata.FULL_VQA2_QUESTIONS["val"])
+
+
+def check_n_classes(vocab, label_lists, cfg: VQAConfig, tr, ev) -> dict:
+    """The class count of the data actually loaded, reported by every experiment: the vocabulary
+    (labels occurring at least ``answer_min_count`` times over the loaded labels) is recounted from
+    the labels, and on the full VQA 2.0 files it must be ``expected_classes`` (3129, L910)."""
+    from collections import Counter
+    from common.data import data_error
+    counts = Counter(a for labels in label_lists for a in labels)
+    recount = sum(c >= cfg.answer_min_count for c in counts.values())
+    if recount != len(vocab):
+        raise AssertionError(f"answer vocabulary of {len(vocab)} classes, but {recount} loaded labels occur at "
+                             f"least {cfg.answer_min_count} times")
+    full = cfg.dataset == "vqa2" and is_full_vqa2(tr, ev)
+    if full and cfg.expected_classes and len(vocab) != cfg.expected_classes:
+        raise data_error(tr.questions_file, f"the full VQA 2.0 train + val labels give {len(vocab)} answer classes "
+                                            f"with answer_min_count = {cfg.answer_min_count}, expected "
+                                            f"{cfg.expected_classes} (notes/vqa.md, L910)",
+                         "check that the annotations are the official v2 ones (v2_mscoco_{train,val}2014_annotations.json)")
+    return {"n_classes": len(vocab), "answer_min_count": cfg.answer_min_count, "full_vqa2": int(full),
+            "n_classes_at_least_8": sum(c >= 8 for c in counts.values())}
 
 
 # ------------------------------------------------------------------------------------------------

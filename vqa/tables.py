@@ -38,6 +38,7 @@ def fig_4_1(cfg: VQAConfig, ctx) -> dict:
         "np_share_per_class_max": float(np_shares.max()) if len(np_shares) else float("nan"),
     }
     out["polar_to_np_per_class_ratio"] = out["polar_share_per_class"] / out["np_share_per_class_mean"]
+    out.update(data.class_info)
 
     ranked = sorted(data.vocab, key=lambda a: (-counts.get(a, 0), a))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 3]})
@@ -123,6 +124,7 @@ def table_4_1(cfg: VQAConfig, ctx) -> dict:
                                  ctx.train_config(cfg.train).device)
             out[f"heldout_acc_{name}"] = pct(vqa_scores(pr, ho.subset(mask)))
     out["n_eval"], out["n_eval_P"], out["n_eval_NP"] = len(ev), int(P.sum()), int(NP.sum())
+    out.update(data.class_info)
     out["n_train"] = len(data.train)
 
     dash = "—"
@@ -183,6 +185,7 @@ def matching_fig_4_4(cfg: VQAConfig, ctx) -> dict:
     out["frac_np_dropped"] = 100.0 * float((vals < cfg.min_matches).mean()) if len(vals) else float("nan")
     for b, members in enumerate(brackets, 1):
         out[f"n_classes_b{b}"] = len(members)
+    out.update(data.class_info)
 
     # Fig 4.4: a toy example from the data: a few polar questions, the classes each matches, sorted list
     examples = []
@@ -287,4 +290,5 @@ def table_4_2(cfg: VQAConfig, ctx) -> dict:
     ax.set_ylabel("hybrid VQA accuracy on NP (%)")
     ax.set_xlabel("matching polar questions")
     ctx.savefig(fig, "tab4_2_brackets", "Tab 4.2 as bars with 95 % bootstrap intervals")
+    out.update(data.class_info)
     return out
