@@ -172,3 +172,13 @@ def test_n_classes_reported_always_and_asserted_on_the_full_vqa2_files(tmp_path,
     r = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "c", data_root=str(FIXTURE.parent),
                        device="cpu", overrides=dict(FAST, expected_classes=8))["metrics"]
     assert (r["n_classes"], r["full_vqa2"]) == (8, 1)
+
+
+def test_fig_4_1_counts_every_training_question_not_only_the_vocabulary(tmp_path):
+    """answer_min_count 10 leaves only yes/no in the fixture's vocabulary (colours and animals occur
+    9 times): the polar share is still that of all 90 training questions (54 yes/no), not 100 %."""
+    from common.experiment import run_experiment
+    m = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path, data_root=str(FIXTURE.parent), device="cpu",
+                       overrides=dict(FAST, answer_min_count=10))["metrics"]
+    assert m["n_classes"] == 2 and m["n_samples"] == 90 and m["n_samples_out_of_vocab"] == 36
+    assert m["polar_share"] == pytest.approx(60.0) and m["polar_share_in_vocab"] == pytest.approx(100.0)

@@ -51,6 +51,7 @@ class Prepared:
     n_train_all: int                # questions in the training file before filtering to the vocab
     data_key: dict                  # what determines the data (part of the work-dir keys)
     class_info: dict = dataclasses.field(default_factory=dict)   # n_classes etc., in every experiment's metrics
+    train_labels_all: list = dataclasses.field(default_factory=list)  # label of every training question (Fig 4.1)
 
 
 def _pool_images(images: np.ndarray, size: int) -> np.ndarray:
@@ -163,7 +164,7 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
                                              "max_train_questions")}
     return Prepared(vocab, len(tok), feature_dim, split_of(tr, keep_idx[fit_pos]),
                     split_of(tr, keep_idx[ho_pos]) if len(ho_pos) else None, split_of(ev, ev_idx),
-                    train_bank, eval_bank, len(tr), data_key, class_info)
+                    train_bank, eval_bank, len(tr), data_key, class_info, list(tr.answers))
 
 
 def is_full_vqa2(tr, ev) -> bool:

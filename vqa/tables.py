@@ -20,26 +20,29 @@ def _dataset_label(cfg: VQAConfig) -> str:
 # Fig 4.1
 # ------------------------------------------------------------------------------------------------
 def fig_4_1(cfg: VQAConfig, ctx) -> dict:
-    """Class distribution of the training samples (in-vocabulary labels), polar vs non-polar."""
+    """Class distribution of the training set, polar vs non-polar: every training question counts
+    (as the thesis counts the data set), also those whose label is outside the answer vocabulary;
+    the per-class shares are of the vocabulary's classes over that same total."""
     from common.plotting import plt
     data = prepare(cfg, ctx)
-    labels = data.train.labels + (data.heldout.labels if data.heldout is not None else [])
+    labels = data.train_labels_all
     counts = Counter(labels)
     n = len(labels)
     polar = [a for a in ("yes", "no") if a in counts]
     nonpolar = [a for a in data.vocab if a not in ("yes", "no")]
     n_p = sum(counts[a] for a in polar)
     np_shares = np.array([100.0 * counts.get(a, 0) / n for a in nonpolar])
+    in_vocab = data.train.labels + (data.heldout.labels if data.heldout is not None else [])
     out = {
         "n_classes": len(data.vocab), "n_np_classes": len(nonpolar), "n_samples": n,
         "polar_share": 100.0 * n_p / n,
         "polar_share_per_class": 100.0 * n_p / n / max(len(polar), 1),
         "np_share_per_class_mean": float(np_shares.mean()) if len(np_shares) else float("nan"),
         "np_share_per_class_max": float(np_shares.max()) if len(np_shares) else float("nan"),
+        # the former measure, for comparison: the in-vocabulary samples the models train on
+        "polar_share_in_vocab": 100.0 * sum(a in ("yes", "no") for a in in_vocab) / max(len(in_vocab), 1),
+        "n_samples_out_of_vocab": n - sum(counts.get(a, 0) for a in data.vocab),
     }
-    out["polar_to_np_per_class_ratio"] = out["polar_share_per_class"] / out["np_share_per_class_mean"]
-    out.update(data.class_info)
-
     ranked = sorted(data.vocab, key=lambda a: (-counts.get(a, 0), a))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 3]})
     ax1.bar(["P", "NP"], [out["polar_share"], 100 - out["polar_share"]], color=["tab:orange", "tab:blue"])
@@ -59,7 +62,8 @@ def fig_4_1(cfg: VQAConfig, ctx) -> dict:
     ctx.table("Fig 4.1: class distribution", ["classes", "number", "share of samples (%)", "share per class (%)"],
               [["polar (yes/no)", len(polar), out["polar_share"], out["polar_share_per_class"]],
                ["non-polar", len(nonpolar), 100 - out["polar_share"], out["np_share_per_class_mean"]]],
-              note="Training samples whose label is in the answer vocabulary; polar = label yes/no.")
+              note="All training questions (also those whose label is outside the answer vocabulary, as the "
+                   "thesis counts the data set); polar = label yes/no.")
     return out
 
 
