@@ -104,6 +104,7 @@ def test_paper_preset_on_converted_tsv_equals_the_npz_layout(tmp_path, monkeypat
     assert "expected memory: host" in capsys.readouterr().out
     m = r["metrics"]
     assert m["n_eval"] == 45 and m["n_classes"] == 8 and m["full_vqa2"] == 0     # reported, not asserted
+    assert 0 <= m["n_eval_official_differs"] <= 45 and 0 <= m["acc_omega_all_official"] <= 100
     for k in ("acc_omega_all", "acc_P_P", "acc_NP_NP", "acc_hybrid_NP"):
         assert m[k] == pytest.approx(ref["metrics"][k]), k
     assert r["provenance"]["datasets"][0]["features_memory_mapped"] is True
@@ -182,3 +183,19 @@ def test_fig_4_1_counts_every_training_question_not_only_the_vocabulary(tmp_path
                        overrides=dict(FAST, answer_min_count=10))["metrics"]
     assert m["n_classes"] == 2 and m["n_samples"] == 90 and m["n_samples_out_of_vocab"] == 36
     assert m["polar_share"] == pytest.approx(60.0) and m["polar_share_in_vocab"] == pytest.approx(100.0)
+
+
+def test_official_evaluator_quirk_against_our_accuracy():
+    """Ours normalises the human answers always; the official script (vqaEval.py) never applies
+    lower case / number words / articles to them, and skips even the punctuation step when all ten
+    are the same string."""
+    from vqa.data import official_vqa_accuracy, vqa_accuracy
+    ten_caps = ["Yes"] * 10
+    assert vqa_accuracy("yes", ten_caps) == 1.0 and official_vqa_accuracy("yes", ten_caps) == 0.0
+    assert vqa_accuracy("Yes", ten_caps) == 1.0 and official_vqa_accuracy("Yes", ten_caps) == 0.0   # pred lowered
+    assert vqa_accuracy("yes", ["yes"] * 10) == official_vqa_accuracy("yes", ["yes"] * 10) == 1.0
+    mixed = ["Two"] * 3 + ["3"] * 7                  # not uniform: punctuation only, "Two" stays "Two"
+    assert vqa_accuracy("2", mixed) == pytest.approx(0.9) and official_vqa_accuracy("2", mixed) == 0.0
+    dots = ["horse."] * 4 + ["cow"] * 6              # the punctuation step the official does apply
+    assert official_vqa_accuracy("horse", dots) == pytest.approx(1.0) == vqa_accuracy("horse", dots)
+    assert official_vqa_accuracy("horse", ["horse."] * 10) == 0.0                # uniform: not even that

@@ -117,6 +117,22 @@ def vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
     return answer_scores(answers).get(normalize_answer(pred), 0.0)
 
 
+def official_vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
+    """The accuracy exactly as the official evaluator computes it (GT-Vision-Lab/VQA,
+    PythonEvaluationTools/vqaEvaluation/vqaEval.py, ``evaluate``): the prediction gets the whole
+    processing (whitespace, punctuation, then lower case / number words / articles / contractions);
+    the human answers get the punctuation step only, and only when they are not all the same string;
+    they never get lower case, number words, articles or contractions. ``answers`` are the ten
+    answers as in the annotation file. (Its period pattern's ``re.UNICODE`` lands in ``sub``'s
+    ``count``, so at most 32 periods go per string: no VQA answer has that many.)"""
+    res = normalize_answer(pred)
+    gts = list(answers)
+    if len(set(gts)) > 1:
+        gts = [_process_punctuation(a) for a in gts]
+    accs = [min(1.0, sum(g == res for j, g in enumerate(gts) if j != i) / 3.0) for i in range(len(gts))]
+    return sum(accs) / len(accs)
+
+
 def simple_vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
     """Eq 2.10 as printed (L480): min(#humans who gave the answer / 3, 1), no leave-one-out."""
     p = normalize_answer(pred)

@@ -26,6 +26,7 @@ class Split:
     t_idx: Any             # LongTensor (N, A): answer-vocab indices of the soft scores (-1 = pad)
     t_val: Any             # FloatTensor (N, A): VQA accuracy of each of those answers
     polar: np.ndarray      # bool (N,)
+    raw_answers: list | None = None   # VQA 2.0: the ten answers as in the file (official evaluator)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -35,7 +36,8 @@ class Split:
         import torch
         t = torch.from_numpy(idx)
         return Split([self.questions[i] for i in idx], [self.labels[i] for i in idx], self.q[t], self.img[t],
-                     self.t_idx[t], self.t_val[t], self.polar[idx])
+                     self.t_idx[t], self.t_val[t], self.polar[idx],
+                     None if self.raw_answers is None else [self.raw_answers[i] for i in idx])
 
 
 @dataclasses.dataclass
@@ -156,8 +158,11 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
 
     def split_of(ds, idx):
         aa = None if ds.all_answers is None else [ds.all_answers[i] for i in idx]
-        return _make_split([ds.questions[i] for i in idx], [ds.answers[i] for i in idx], aa,
-                           ds.image_index[idx], tok, vi)
+        sp = _make_split([ds.questions[i] for i in idx], [ds.answers[i] for i in idx], aa,
+                         ds.image_index[idx], tok, vi)
+        raw = getattr(ds, "raw_answers", None)
+        sp.raw_answers = None if raw is None else [raw[i] for i in idx]
+        return sp
 
     ev_idx = _cap(len(ev), cfg.max_eval_questions, 2)
     data_key = {k: getattr(cfg, k) for k in ("dataset", "heldout_fraction", "answer_min_count", "max_question_len",

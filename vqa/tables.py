@@ -77,11 +77,16 @@ def _paired_gap(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple[f
     return pct(d), lo, hi
 
 
-def _scores(cfg, ctx, data, models) -> dict[str, np.ndarray]:
-    ev = data.eval
-    return {name: vqa_scores(predict_classes(m, ev, data.eval_bank, cfg.eval_batch_size,
-                                             ctx.train_config(cfg.train).device), ev)
-            for name, m in models.items()}
+def _predictions(cfg, ctx, data, models) -> dict[str, np.ndarray]:
+    return {name: predict_classes(m, data.eval, data.eval_bank, cfg.eval_batch_size,
+                                  ctx.train_config(cfg.train).device) for name, m in models.items()}
+
+
+def official_scores(pred: np.ndarray, split, vocab) -> np.ndarray:
+    """Per-sample accuracy of predicted class ids by the official evaluator's rule
+    (vqa.data.official_vqa_accuracy) on the answers as in the file (VQA 2.0 only)."""
+    from vqa.data import official_vqa_accuracy
+    return np.array([official_vqa_accuracy(vocab[p], raw) for p, raw in zip(pred, split.raw_answers)])
 
 
 def table_4_1(cfg: VQAConfig, ctx) -> dict:
@@ -89,8 +94,9 @@ def table_4_1(cfg: VQAConfig, ctx) -> dict:
     from common.plotting import plt
     data = prepare(cfg, ctx)
     models = trained_models(cfg, ctx, data)
-    sc = _scores(cfg, ctx, data, models)
+    preds = _predictions(cfg, ctx, data, models)
     ev = data.eval
+    sc = {name: vqa_scores(p, ev) for name, p in preds.items()}
     P, NP = ev.polar, ~ev.polar
     s = float(P.mean())
     out = {
@@ -129,6 +135,12 @@ def table_4_1(cfg: VQAConfig, ctx) -> dict:
             out[f"heldout_acc_{name}"] = pct(vqa_scores(pr, ho.subset(mask)))
     out["n_eval"], out["n_eval_P"], out["n_eval_NP"] = len(ev), int(P.sum()), int(NP.sum())
     out.update(data.class_info)
+    if ev.raw_answers is not None:
+        # the baseline scored as the official script scores it (human answers not normalised the way
+        # ours are; README "Accuracy"), and on how many questions the two rules disagree
+        off = official_scores(preds["omega"], ev, data.vocab)
+        out["acc_omega_all_official"] = pct(off)
+        out["n_eval_official_differs"] = int((np.abs(off - sc["omega"]) > 1e-9).sum())
     out["n_train"] = len(data.train)
 
     dash = "—"
