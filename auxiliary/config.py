@@ -50,6 +50,11 @@ class SSALConfig:
     n_random_partitions: int = param(200, ge=10)
     n_boot: int = param(1000, ge=100)
     tol: float = param(1.0, ge=0)         # p.p. tolerance of "+JP >= +TR >= baseline" (note: thesis' own exceptions)
+    image_size: int = param(224, ge=8)    # Tab 7.4 (ImageNet): training crop / evaluation centre crop
+    resize: int = param(256, ge=8)        # Tab 7.4: evaluation resize before the centre crop
+    imagenet_groups: tuple = (200, 334, 500)       # Tab 7.4 (L1772)
+    imagenet_points: tuple = ("g2", "g3", "g4")    # Tab A.6
+    imagenet_holdout_frac: float = param(0.02, gt=0, lt=1)   # part of ImageNet train held out for the grouping
     n_cam_examples: int = param(4, ge=1)
     n_saliency_images: int = param(24, ge=2)   # test images of the saliency benchmark (fixed: seed 0)
     saliency_methods: tuple = ("ssal-cam-f", "ssal-cam-g1", "ssal-cam-g2", "ssal-cam-g3", "gradcam", "gradcampp",
@@ -77,6 +82,11 @@ class SSALConfig:
             raise ConfigError(f"tab7_2_rows: unknown {unknown} (choose from {', '.join(TAB_7_2_ROWS)})")
         if self.branch_strides and len(self.branch_strides) != len(self.branch_convs):
             raise ConfigError(f"branch_strides {self.branch_strides} and branch_convs {self.branch_convs} differ in length")
+        if len(self.imagenet_groups) != len(self.imagenet_points):
+            raise ConfigError(f"imagenet_groups {self.imagenet_groups} and imagenet_points {self.imagenet_points} "
+                              f"differ in length")
+        if self.resize < self.image_size:
+            raise ConfigError(f"resize {self.resize} is smaller than the crop image_size {self.image_size}")
         if not self.figA6_epoch_factors or any(f <= 0 for f in self.figA6_epoch_factors):
             raise ConfigError(f"figA6_epoch_factors {self.figA6_epoch_factors}: give positive multiples of train.epochs")
         if any(g < 2 for g in (*self.fig7_3_groups, *self.three_groups)):

@@ -386,3 +386,31 @@ def test_ssal_cams_registered_for_ssal_models_only_and_branch_cam_explains_the_g
     assert (fmaps[0] - fmaps[1]).abs().max() > 1e-3                  # f explains the label itself
     with pytest.raises(TypeError, match="SSALClassifier"):
         cam(net, xx, torch.tensor([0, 1, 2]))
+
+
+def test_tab_7_4_paper_code_path_on_tiny_imagenet_folder(tmp_path):
+    """ImageNet layout (class folders), torchvision ResNet50 with random weights and Tab A.6's branches
+    at g2-g4, through the common trainer on a torch Dataset: every column of Tab 7.4 is measured."""
+    from common.experiment import run_experiment
+    from tests.helpers.image_folders import write_images
+    wnids = [f"n{i:08d}" for i in range(8)]
+    for split, n in (("train", 6), ("val", 2)):
+        for k, w in enumerate(wnids):
+            write_images(tmp_path / "data" / "imagenet" / split / w, n, seed=k + 100 * (split == "val"))
+    over = {"imagenet_groups": (2, 3, 4), "imagenet_holdout_frac": 0.25, "image_size": 32, "resize": 36,
+            "train.epochs": 1, "train.batch_size": 12, "train.num_workers": 0, "lc_train.epochs": 1,
+            "eval_batch_size": 16, "n_boot": 100, "progress_bars": False}
+    rec = run_experiment("auxiliary.tab7_4", "paper", out_root=tmp_path / "out", data_root=str(tmp_path / "data"),
+                         device="cpu", overrides=over)
+    m = rec["metrics"]
+    assert {d["name"] for d in rec["provenance"]["datasets"]} == {"imagenet"}
+    for col in ("ours", "tr", "jp", "lc", "gc"):
+        assert 0 <= m[f"top1_{col}"] <= m[f"top5_{col}"] <= 100, col
+    assert m["n_val"] == 16 and m["n_holdout"] == 16             # 2 of 6 per class held out (stratified)
+    assert m["params_ssal_M"] > m["params_ours_M"] > 23.5           # ResNet50 with 8 classes + three branches
+    stages = {s["stage"] for s in rec["provenance"]["stages"]["0"]}
+    assert stages == {"aux-imagenet-resnet50-base", "aux-imagenet-resnet50-ssal3", "aux-imagenet-resnet50-gapcat3",
+                      "aux-imagenet-lc"}
+    # the default preset trains nothing and says so
+    d = run_experiment("auxiliary.tab7_4", "smoke", out_root=tmp_path / "out", device="cpu")
+    assert d["metrics"] == {} and any("paper preset only" in n for n in d["notes"])
