@@ -181,13 +181,15 @@ def main() -> None:
           f"parameters per model, {len(data.train)} training / {len(data.eval)} val questions, "
           f"batches of {a.batch_images} images, {seconds:.0f} s (prepare, Omega + P + NP + hybrid, predict)")
     print(f"this design's {format_estimate(est)}")
-    print(f"{'':34s}{'host':>12s}{'device':>12s}")
-    print(f"{'old design, split npz (estimate)':34s}{split_files['host_total'] / GiB:10.1f} G"
-          f"{split_files['device_total'] / GiB:10.1f} G")
-    print(f"{'old design, one-file work-around':34s}{one_file['host_total'] / GiB:10.1f} G"
-          f"{one_file['device_total'] / GiB:10.1f} G")
-    print(f"{'this design (measured, peak)':34s}{peak_rss:10.2f} G"
-          + (f"{peak_dev:10.2f} G" if peak_dev is not None else "   not measured (no CUDA device)"))
+    print(f"{'GiB':34s}{'host':>10s}{'device':>10s}")
+    print(f"{'old design, split npz (estimate)':34s}{split_files['host_total'] / GiB:10.1f}"
+          f"{split_files['device_total'] / GiB:10.1f}")
+    print(f"{'old design, one-file work-around':34s}{one_file['host_total'] / GiB:10.1f}"
+          f"{one_file['device_total'] / GiB:10.1f}")
+    print(f"{'this design (estimate)':34s}{est['host_total'] / GiB:10.2f}{est['device_total'] / GiB:10.2f}"
+          f"   (+ the mapped bank's page cache on the host)")
+    print(f"{'this design (measured, peak)':34s}{peak_rss:10.2f}"
+          + (f"{peak_dev:10.2f}" if peak_dev is not None else "   device not measured (no CUDA device)"))
     print(f"  peak RSS includes {base_rss:.2f} GiB of the interpreter, torch and numpy before loading; "
           f"scale {a.scale} ({n_images:,} images)")
     if not a.keep:

@@ -317,8 +317,9 @@ def memory_estimate(cfg: VQAConfig, data: Prepared) -> dict:
     ev = cfg.eval_batch_size * (row + 4 * k * d * 4)
     return {"host_bank": host_bank, "host_bank_mapped": mapped, "host_tensors": host_tensors,
             "device_params": device_params, "device_data": device_data, "device_step": max(act, ev),
-            "host_total": host_bank + host_tensors, "device_total": device_params + device_data + max(act, ev),
-            "n_params_per_model": n_params}
+            # RAM the process must own: the bank only when it is not memory-mapped (legacy npz)
+            "host_total": host_tensors + (0 if mapped else host_bank),
+            "device_total": device_params + device_data + max(act, ev), "n_params_per_model": n_params}
 
 
 def old_design_estimate(train_bank: int, eval_bank: int) -> dict:
@@ -331,9 +332,10 @@ def old_design_estimate(train_bank: int, eval_bank: int) -> dict:
 
 
 def format_estimate(e: dict) -> str:
-    kind = "memory-mapped (file-backed page cache, read on demand)" if e["host_bank_mapped"] else "in RAM"
-    return (f"expected memory: host {e['host_total'] / GiB:.2f} GiB (bank {e['host_bank'] / GiB:.2f} GiB {kind}, "
-            f"question tensors {e['host_tensors'] / GiB:.2f} GiB); device {e['device_total'] / GiB:.2f} GiB "
+    bank = (f"+ the {e['host_bank'] / GiB:.2f} GiB bank memory-mapped (file-backed page cache: rows read on "
+            f"demand, reclaimable)" if e["host_bank_mapped"] else f"of which the bank {e['host_bank'] / GiB:.2f} GiB")
+    return (f"expected memory: host {e['host_total'] / GiB:.2f} GiB in RAM (question tensors "
+            f"{e['host_tensors'] / GiB:.2f} GiB) {bank}, plus the interpreter and Python lists of the questions; device {e['device_total'] / GiB:.2f} GiB "
             f"(4 models + gradients + Adamax {e['device_params'] / GiB:.2f} GiB, grouped training tensors "
             f"{e['device_data'] / GiB:.2f} GiB, one step's features and activations {e['device_step'] / GiB:.2f} GiB; "
             f"{e['n_params_per_model'] / 1e6:.1f} M parameters per model)")
