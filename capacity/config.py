@@ -63,6 +63,13 @@ class CapacityConfig:
     thresholds: tuple = (80.0, 85.0, 90.0, 95.0)
     n_examples: int = param(8, ge=1)
     margin: float = param(2.0, gt=0)      # "within a small margin": top-1 points, both directions (Tab 5.1 claim)
+    # capacity.bottleneck_sweep: one A_S + A_i per entry of sweep_widths (the last width sets the ratio)
+    sweep_widths: tuple = ((8, 16, 32), (8, 16, 16), (8, 16, 8), (8, 16, 4), (8, 16, 2))  # 2, 4, 8, 16, 32 : 1
+    sweep_classifiers: tuple = ()          # () = classifiers
+    sweep_pretrain_images: int = param(8_000, ge=1)
+    sweep_finetune_epochs: int = param(1, ge=1)
+    sweep_threshold: float = param(90.0)   # FCA threshold of the sweep (the thesis' t = 90)
+    sweep_bootstrap: int = param(200, ge=1)
     progress: bool = True
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=5, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
@@ -92,6 +99,13 @@ def check_config(cfg: CapacityConfig) -> None:
         raise ConfigError(f"classifiers {cfg.classifiers}: unknown {unknown} (choose from {', '.join(known)})")
     if len(set(cfg.classifiers)) != len(cfg.classifiers):
         raise ConfigError(f"classifiers {cfg.classifiers} names one twice")
+    for widths in cfg.sweep_widths:
+        if len(widths) != len(a.convs) or any(int(w) < 1 for w in widths):
+            raise ConfigError(f"sweep_widths entry {tuple(widths)} must have {len(a.convs)} widths >= 1 (ae.convs "
+                              f"{a.convs})")
+    bad = [n for n in cfg.sweep_classifiers if n not in cfg.classifiers]
+    if bad:
+        raise ConfigError(f"sweep_classifiers {cfg.sweep_classifiers}: {bad} not in classifiers {cfg.classifiers}")
     if cfg.zoo:
         from capacity.classifiers import zoo_weights_enum
         for name in cfg.classifiers:

@@ -102,6 +102,10 @@ def figure_5_5(cfg, ctx) -> dict:
     best = 1 + int(np.argmax(ic[1:].mean(1)))
     lo, hi = bootstrap_ci(np.asarray(ic[0], np.float64) - np.asarray(ic[best], np.float64), seed=ctx.seed)
     out.update({"ic_nmi_best_ft": float(ic[best].mean()), "ic_nmi_gap_lo": lo, "ic_nmi_gap_hi": hi})
+    ranking, pairs = bc_ranking(bc, aes, seed=ctx.seed)
+    out.update(ranking)
+    if pairs:
+        ctx.note(f"BC-nMI ranking of the thesis (L1209-1211), per pair over the same BC pairs: {pairs}.")
     ctx.table("Fig 5.5: nMI (Eq 5.4, MI in nats) per autoencoder", ["autoencoder", "IC-nMI mean", "IC-nMI std",
               "BC-nMI mean", "BC-nMI std"], rows, digits=3,
               note=f"IC-nMI over {ic.shape[1]} images; BC-nMI over {bc.shape[1]} disjoint consecutive pairs of one "
@@ -115,6 +119,34 @@ def figure_5_5(cfg, ctx) -> dict:
     ax.legend(fontsize=8)
     ctx.savefig(fig, "fig5_5", "Fig 5.5: IC-nMI (^) and BC-nMI (v), mean +- std per autoencoder")
     return out
+
+
+# The thesis ranks BC-nMI: the AlexNet and ResNet50 autoencoders "substantially larger" than VGG16's
+# and Inception-v3's (L1209-1211). Judged pairwise over the same BC pairs.
+BC_HIGH, BC_LOW = ("alexnet", "resnet50"), ("vgg16", "inception_v3")
+BC_SUBSTANTIAL = 0.10     # "substantially": a gap of at least 10 % of the lower autoencoder's BC-nMI
+
+
+def bc_ranking(bc, aes, seed: int = 0) -> dict:
+    """For every (high, low) pair of the thesis' ranking present in ``aes``: the paired bootstrap
+    interval of BC-nMI(A_high) - BC-nMI(A_low) over the same pairs, and the gap relative to the low
+    one's mean. Returns the worst pair's numbers (``bc_rank_gap_lo``: smallest lower interval end,
+    ``bc_rank_rel_gap``: smallest relative gap) and a line per pair, or ({}, "") when the four
+    classifiers are not all there."""
+    from common.claims import bootstrap_ci
+    if not all(n in aes for n in BC_HIGH + BC_LOW):
+        return {}, ""
+    los, rels, pairs = [], [], []
+    for h in BC_HIGH:
+        for l in BC_LOW:
+            d = np.asarray(bc[aes.index(h)], np.float64) - np.asarray(bc[aes.index(l)], np.float64)
+            lo, _ = bootstrap_ci(d, seed=seed)
+            low_mean = float(np.mean(bc[aes.index(l)]))
+            rel = float(d.mean()) / abs(low_mean) if low_mean else float("nan")
+            los.append(lo)
+            rels.append(rel)
+            pairs.append(f"A_{short(h)} - A_{short(l)} = {d.mean():+.3f} (lower end {lo:+.3f}, {100 * rel:+.1f} %)")
+    return {"bc_rank_gap_lo": float(min(los)), "bc_rank_rel_gap": float(min(rels))}, "; ".join(pairs)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ PRESETS = {
     "smoke": {"classifiers": ("lenet", "small"), "train.epochs": 1, "image_size": 28, "max_train": 512, "max_eval": 128,
               "nmi_extra_split": "", "bc_pairs": 32, "eval_batch_size": 64, "n_examples": 3,
               "ae.widths": (8, 8), "ae.convs": (1, 1), "ae.pretrain_images": 1024, "ae.plateau_images": 256,
-              "ae.finetune_epochs": 1, "progress": False},
+              "ae.finetune_epochs": 1, "progress": False,
+              "sweep_widths": ((8, 8), (8, 2)), "sweep_pretrain_images": 512, "sweep_bootstrap": 20},
     "default": {},
     "paper": {"dataset": "imagenet", "eval_split": "val", "nmi_extra_split": "", "pretrain_folder": "",
               "image_size": 224, "resize": 256, "zoo": True, "n_classes": 1000,
@@ -30,7 +31,11 @@ PRESETS = {
               "ae.widths": (64, 128, 256, 512, 512), "ae.convs": (2, 2, 3, 3, 3), "ae.batch_size": 64, "ae.lr": 0.01,
               "ae.pretrain_images": 99_000_000, "ae.plateau_images": 2_000_000,
               "ae.finetune_batch_size": 64, "ae.finetune_epochs": 1, "ae.finetune_lr": 0.001,
-              "ae.ckpt_every": 2000, "ae.log_every": 100},
+              "ae.ckpt_every": 2000, "ae.log_every": 100,
+              # 224x224x3 -> 7x7xw: 3, 6 (the thesis'), 12, 24 : 1
+              "sweep_widths": ((64, 128, 256, 512, 1024), (64, 128, 256, 512, 512), (64, 128, 256, 512, 256),
+                               (64, 128, 256, 512, 128)),
+              "sweep_pretrain_images": 10_000_000, "sweep_finetune_epochs": 1},
 }
 
 # --- reported numbers, exactly as printed (Tab 5.1, 5.2, 5.3) -------------------------------------
@@ -89,11 +94,26 @@ def _ic_highest(m, cfg=None):
     return ok, f"IC-nMI A_S = {m['ic_nmi_A_S']:.3f} vs best fine-tuned {m['ic_nmi_best_ft']:.3f}; {detail}"
 
 
+def _bc_ranking(m, cfg=None):
+    from capacity.tables import BC_SUBSTANTIAL
+    if "bc_rank_gap_lo" not in m:
+        return None, "needs the autoencoders of alexnet, resnet50, vgg16 and inception_v3"
+    lo, rel = m["bc_rank_gap_lo"], m["bc_rank_rel_gap"]
+    ok = lo > 0 and rel >= BC_SUBSTANTIAL
+    return ok, (f"every pair {{A_A, A_R}} x {{A_V, A_I}}: paired 95% bootstrap interval of the BC-nMI gap above 0 "
+                f"(worst lower end {lo:+.3f}) and the gap >= {100 * BC_SUBSTANTIAL:g} % of the lower one's BC-nMI "
+                f"(worst {100 * rel:+.1f} %); each pair in the run's notes")
+
+
 CLAIM_MARGIN = Claim("f_i o A_i stays within a small margin of f_i, in both directions (±cfg.margin top-1 points)",
                      _within_margin, presets=("default", "paper"), source="000 L1169-1171, Tab 5.1")
 CLAIM_DIAG = Claim("CR_min diagonal = 100", _diag_100, source="000 Tab 5.3")
 CLAIM_IC = Claim("the pre-trained SegNet A_S preserves the most information (highest IC-nMI)", _ic_highest,
                  presets=("default", "paper"), source="000 L1213")
+
+CLAIM_BC = Claim("BC-nMI of the AlexNet and ResNet50 autoencoders is substantially larger than that of the VGG16 and "
+                 "Inception-v3 autoencoders (each pair: interval above 0, gap >= 10 % of the lower)", _bc_ranking,
+                 presets=("paper",), source="000 L1209-1211, Fig 5.5")
 
 
 IMAGENET_VAL = "ImageNet val (ILSVRC2012, 50,000 images)"
@@ -108,8 +128,12 @@ def _reg(name, target, title, source, reported=None, claims=(), reported_on=IMAG
 _reg("tab5_1", "table_5_1", "Top-1/top-5 of f_i and f_i o A_i", f"{S}, Tab 5.1", REPORTED_51, (CLAIM_MARGIN,))
 _reg("reconstructions", "reconstructions", "Reconstructions of A_S and every A_i, with zoomed crops",
      f"{S}, Fig 5.3, 5.4, A.2-A.4", REPORTED_REC)
-_reg("fig5_5", "figure_5_5", "IC-nMI and BC-nMI per autoencoder", f"{S}, Fig 5.5", {}, (CLAIM_IC,))
+_reg("fig5_5", "figure_5_5", "IC-nMI and BC-nMI per autoencoder", f"{S}, Fig 5.5", {}, (CLAIM_IC, CLAIM_BC))
 _reg("tab5_2", "table_5_2_5_3", "Accuracy of every f_j o A_i (Tab 5.2) and CR_min (Tab 5.3)",
      f"{S}, Tab 5.2, 5.3", REPORTED_52, (CLAIM_DIAG,))
 _reg("fig5_6", "figure_5_6", "FCA lattices of 'signal i works for classifier j' (CR_min > t)",
      f"{S}, Fig 5.6, A.5", REPORTED_56, reported_on=f"{IMAGENET_VAL}, through Tab 5.3")
+register(Experiment(name="capacity.bottleneck_sweep", target="capacity.sweep:bottleneck_sweep", config=CapacityConfig,
+                    presets=PRESETS, title="Specialisation (off-diagonal CR_min, FCA concepts) against the bottleneck ratio",
+                    source=f"{S}, Tab 5.3 / Fig 5.6 at several bottleneck ratios (not in the thesis)", reported={},
+                    reported_on=IMAGENET_VAL))

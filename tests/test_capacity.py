@@ -270,3 +270,52 @@ def test_trained_models_trains_once_then_loads(tmp_path):
     assert not clf.training and not any(p.requires_grad for p in clf.parameters())
     logits = clf(torch.from_numpy(np.array(x)).permute(0, 3, 1, 2))
     assert logits.shape == (2, cfg.n_classes)
+
+
+# --------------------------------------------------------------------------------------------------
+# bottleneck sweep and the BC-nMI ranking claim
+# --------------------------------------------------------------------------------------------------
+def test_specialisation_summary_on_thesis_table_5_2():
+    from capacity.sweep import ratio_key, specialisation
+    names = ["lenet", "alexnet", "vgg16", "resnet50", "inception_v3"]
+    keep = [0, 1, 3, 4]        # VGG16 left out: its CR_min cells use a denominator printed nowhere
+    acc = np.array(TAB_5_2)[np.ix_(keep, keep)]
+    mean, low, n = specialisation(acc, [names[k] for k in keep], 90.0)
+    ref = np.array(TAB_5_3)[np.ix_(keep, keep)][~np.eye(4, dtype=bool)]
+    assert mean == pytest.approx(ref.mean(), abs=0.03) and low == pytest.approx(ref.min(), abs=0.03)
+    # every signal works for every classifier: one concept; a diagonal matrix of strangers: one per classifier + 2
+    assert specialisation(np.full((3, 3), 90.0), names[:3], 90.0)[2] == 1
+    assert specialisation(np.eye(3) * 90 + 1, names[:3], 90.0)[2] == 5
+    assert (ratio_key(8.0), ratio_key(6.4)) == ("r8", "r6p4")
+
+
+def test_bottleneck_sweep_runs_and_reuses_the_classifiers(tmp_path):
+    from capacity.sweep import bottleneck_sweep
+    from common.experiment import get
+    cfg = get("capacity.bottleneck_sweep").resolve_config("smoke")
+    cfg = dataclasses.replace(cfg, max_eval=64, sweep_widths=((8, 8), (8, 1)), sweep_pretrain_images=64,
+                              sweep_bootstrap=5)
+    out = tmp_path / "out"
+    m = bottleneck_sweep(cfg, _ctx(out, tmp_path))
+    stages = sorted(p.name.split("-smoke-")[0] for p in (out / "_work").iterdir())
+    assert stages == sorted(["capacity-clf-lenet", "capacity-clf-small"] + ["capacity-AS"] * 2
+                            + ["capacity-A-lenet", "capacity-A-small"] * 2)     # classifiers shared by the points
+    assert set(m) >= {"offdiag_crmin_mean_r2", "offdiag_crmin_min_r16", "fca_concepts_t90_r16", "A_S_acc_mean_r16"}
+    assert 1 <= m["fca_concepts_t90_r2"] <= 2 + len(cfg.classifiers)
+    assert m["offdiag_crmin_min_r16"] <= m["offdiag_crmin_mean_r16"]
+    assert (tmp_path / "bottleneck_sweep.png").exists()
+
+
+def test_bc_ranking_claim():
+    from capacity.tables import bc_ranking
+    from experiments.capacity import _bc_ranking
+    rng = np.random.default_rng(0)
+    aes = ["A_S", "lenet", "alexnet", "vgg16", "resnet50", "inception_v3"]
+    bc = rng.normal(1.0, 0.05, (6, 400))
+    bc[2] += 0.3
+    bc[4] += 0.25                                  # A_A, A_R well above A_V, A_I (>= 10 %)
+    m, text = bc_ranking(bc, aes)
+    assert _bc_ranking(m)[0] is True and "A_R - A_I" in text
+    bc[4] -= 0.2                                   # A_R only 5 % above: significant but not substantial
+    assert _bc_ranking(bc_ranking(bc, aes)[0])[0] is False
+    assert _bc_ranking(bc_ranking(bc, aes[:3] + ["x", "y", "z"])[0])[0] is None   # default classifiers: no check
