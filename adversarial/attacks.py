@@ -88,13 +88,14 @@ def cw_delta(model, x, y, steps: int = 100, lr: float = 1e-3, c: float = 10.0, k
         with _autocast(x, autocast):
             logits = model(adv).float()
         cost = l2.sum() + c * cw_margin(logits, y, kappa).sum()
-        opt.zero_grad(set_to_none=True)
-        cost.backward()
+        # the gradient of the optimised variable only (never the model's weights, frozen or not)
+        var.grad = torch.autograd.grad(cost, var)[0]
         opt.step()
         if box == "clip":
             with torch.no_grad():
                 var.copy_((x + var).clamp(0.0, 1.0) - x)
-        history.append(float(cost.detach()))
+        if return_history:             # a host sync per iteration: only when asked for
+            history.append(float(cost.detach()))
     with torch.no_grad():
         delta = (to_img() - x).detach()
     return (delta, history) if return_history else delta
@@ -120,9 +121,19 @@ def predict(model, x, batch_size: int = 500):
 # --------------------------------------------------------------------------------------------------
 # Adaptive attacks (torchattacks)
 # --------------------------------------------------------------------------------------------------
-def autoattack(model, x, y, norm: str, eps: float, version: str = "standard", n_classes: int = 10, seed: int = 0):
+def autoattack(model, x, y, norm: str, eps: float, version: str = "standard", n_classes: int = 10, seed: int = 0,
+               steps: int = 0, square_queries: int = 0):
+    """torchattacks.AutoAttack as built by torchattacks (standard: APGD-CE, APGD-T, FAB-T, Square, each
+    on the images every earlier one failed on). ``steps`` / ``square_queries`` > 0 replace its
+    iteration counts (torchattacks' defaults: 10 for APGD, APGD-T and FAB, 5000 Square queries; the
+    original AutoAttack runs 100 iterations) -- tiny budgets for the code-path tests only."""
     import torchattacks
     atk = torchattacks.AutoAttack(model, norm=norm, eps=eps, version=version, n_classes=n_classes, seed=seed)
+    for sub in atk._autoattack.attacks:
+        if steps and hasattr(sub, "steps"):
+            sub.steps = steps
+        if square_queries and hasattr(sub, "n_queries"):
+            sub.n_queries = square_queries
     return atk(x, y)
 
 

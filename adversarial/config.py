@@ -34,6 +34,7 @@ class AdversarialConfig:
     cw_box: str = param("tanh", choices=("tanh", "clip"))   # C&W's change of variables, or projected Adam on delta
     # --- how gradients cross the JAX autoencoder --------------------------------------------------
     ae_backend: str = param("torch", choices=("torch", "bridge"))   # torch SegNet twin, or jax_as_torch (bench)
+    fold_bn: bool = True              # fold eval-mode batch norm into the convolutions (same function, faster)
     # --- Tab 6.1 / Fig 6.6 ------------------------------------------------------------------------
     n_ssim: int = param(100, ge=1)    # images whose gradient maps are compared (the thesis does not say)
     ssim_win: int = param(7, ge=3)    # skimage's default window; odd, <= image side
@@ -42,6 +43,8 @@ class AdversarialConfig:
     adaptive_linf: float = param(0.3, gt=0)        # MNIST convention (ImageNet: 4/255)
     adaptive_l2: float = param(2.0, ge=0)          # MNIST convention; 0 = skip the L2 row (ImageNet)
     autoattack_version: str = param("standard", choices=("standard", "rand", "plus"))
+    autoattack_steps: int = param(0, ge=0)         # 0: torchattacks' own (10 APGD / APGD-T / FAB iterations)
+    autoattack_queries: int = param(0, ge=0)       # 0: torchattacks' own (5000 Square queries)
     pgd_steps: int = param(100, ge=1)
     pgd_restarts: int = param(5, ge=1)
     # --- claim tolerances (accuracy points) -----------------------------------------------------------

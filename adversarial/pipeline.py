@@ -76,7 +76,7 @@ def prepare(cfg, ctx) -> State:
     from adversarial.ensemble import build_ensemble
     models = trained_models(cfg.capacity, ctx)
     model_key = sorted(Path(s["folder"]).name for s in ctx.stages if Path(s["folder"]).name.startswith("capacity-"))
-    ens = build_ensemble(models, {"R": cfg.role_R, "I": cfg.role_I}, cfg.ae_backend)
+    ens = build_ensemble(models, {"R": cfg.role_R, "I": cfg.role_I}, cfg.ae_backend, cfg.fold_bn)
     x, y, desc = load_eval_images(cfg, ctx)
     dev = next(ens.models["f_R"].parameters()).device
     return State(cfg, ctx, ens, x.to(dev), y.to(dev), desc, model_key)
@@ -96,7 +96,7 @@ def attack_run(state: State, attacked: str, evaluated: list) -> dict:
     key = {"attacked": attacked, "evaluated": list(evaluated), "models": state.model_key, "n_eval": cfg.n_eval,
            "fgsm": list(cfg.fgsm_eps), "bim": [list(cfg.bim_eps), cfg.bim_steps],
            "cw": [list(cfg.cw_eps), cfg.cw_steps, cfg.cw_lr, cfg.cw_c, cfg.cw_kappa, cfg.cw_box],
-           "backend": cfg.ae_backend, "v": 1}
+           "backend": cfg.ae_backend, "fold_bn": cfg.fold_bn, "v": 1}
     wd = ctx.work_dir(f"adversarial-attack-{slug(attacked)}", key, datasets=[state.data_desc])
     f = wd / "attacks.npz"
     if f.exists():

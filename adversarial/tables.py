@@ -292,12 +292,17 @@ def adaptive(cfg, ctx) -> dict:
     x, y = state.x[:n], state.y[:n]
     budgets = [("Linf", cfg.adaptive_linf)] + ([("L2", cfg.adaptive_l2)] if cfg.adaptive_l2 > 0 else [])
     n_classes = cfg.capacity.n_classes
+    if n_classes < 4:   # APGD-T's targeted DLR loss reads the 3rd and 4th largest logits
+        from common.config import ConfigError
+        raise ConfigError(f"adaptive: torchattacks' AutoAttack needs at least 4 classes (capacity.n_classes = {n_classes})")
     m: dict = {}
     rows = []
     for name in ADAPTIVE_MODELS:
         model = state.ensemble.models[name]
         key = {"model": name, "models": state.model_key, "n": n, "budgets": budgets, "aa": cfg.autoattack_version,
-               "pgd": [cfg.pgd_steps, cfg.pgd_restarts], "backend": cfg.ae_backend, "v": 1}
+               "aa_budget": [cfg.autoattack_steps, cfg.autoattack_queries],
+               "pgd": [cfg.pgd_steps, cfg.pgd_restarts], "backend": cfg.ae_backend,
+               "fold_bn": cfg.fold_bn, "v": 1}
         wd = ctx.work_dir(f"adversarial-adaptive-{slug(name)}", key, datasets=[state.data_desc])
         f = wd / "adaptive.json"
         if f.exists():
@@ -305,7 +310,9 @@ def adaptive(cfg, ctx) -> dict:
         else:
             res = {"clean": int((A.predict(model, x) == y).sum())}
             for norm, eps in budgets:
-                adv = A.autoattack(model, x, y, norm, eps, cfg.autoattack_version, n_classes, seed=ctx.seed)
+                adv = A.autoattack(model, x, y, norm, eps, cfg.autoattack_version, n_classes, seed=ctx.seed,
+                                   steps=cfg.autoattack_steps, square_queries=cfg.autoattack_queries)
+                adv = adv.detach()
                 assert float(adv.min()) >= 0 and float(adv.max()) <= 1
                 res[f"aa_{norm}"] = int((A.predict(model, adv) == y).sum())
                 _, ok = A.pgd_restarts(model, x, y, norm, eps, cfg.pgd_steps, cfg.pgd_restarts, seed=ctx.seed)
@@ -325,7 +332,9 @@ def adaptive(cfg, ctx) -> dict:
     for norm, eps in budgets:
         heads += [f"AutoAttack {norm} {eps:g}", f"PGD x{cfg.pgd_restarts} {norm} {eps:g}"]
     ctx.table("Adaptive attacks: robust accuracy % [95% Wilson interval]", heads, rows,
-              note=f"{n} test images; AutoAttack ({cfg.autoattack_version}, torchattacks) and PGD "
+              note=f"{n} test images; AutoAttack ({cfg.autoattack_version}, torchattacks 3.5.1 as built by it: "
+                   f"{cfg.autoattack_steps or 10} APGD / APGD-T / FAB iterations, {cfg.autoattack_queries or 5000} "
+                   f"Square queries; the original AutoAttack runs 100 iterations) and PGD "
                    f"({cfg.pgd_steps} steps, step 2.5 eps / steps, {cfg.pgd_restarts} random restarts), gradients "
                    f"through the whole ensemble (autoencoder included). Not in the thesis.")
     return m

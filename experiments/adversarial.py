@@ -27,7 +27,7 @@ def _cap(preset):
 PRESETS = {
     "smoke": {**_cap("smoke"), "capacity.classifiers": ("lenet", "small"), "role_R": "lenet", "role_I": "small",
               "n_eval": 24, "batch_size": 24, "bim_steps": 3, "cw_steps": 10, "n_ssim": 6, "n_adaptive": 12,
-              "pgd_steps": 5, "pgd_restarts": 2, "n_boot": 50, "n_grid": 8, "progress": False},
+              "pgd_steps": 5, "pgd_restarts": 2, "autoattack_steps": 3, "autoattack_queries": 20, "n_boot": 50, "n_grid": 8, "progress": False},
     "default": {},
     "paper": {**_cap("paper"), "capacity.classifiers": ("resnet50", "inception_v3"), "role_R": "resnet50",
               "role_I": "inception_v3", "n_eval": 50_000, "batch_size": 100, "n_ssim": 1000, "n_adaptive": 1000,

@@ -149,6 +149,55 @@ def test_torch_twin_and_bridge_give_identical_outputs_and_gradients():
     torch.testing.assert_close(g_twin, g_bridge, atol=1e-6, rtol=1e-3)
 
 
+def _with_running_stats(model, seed=7):
+    """Non-trivial batch-norm statistics and affine parameters (a fresh module's are 0 / 1)."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            c = mod.num_features
+            mod.running_mean.copy_(0.3 * torch.randn(c, generator=g))
+            mod.running_var.copy_(0.5 + torch.rand(c, generator=g))
+            mod.weight.data.copy_(1 + 0.2 * torch.randn(c, generator=g))
+            mod.bias.data.copy_(0.2 * torch.randn(c, generator=g))
+    return model.eval()
+
+
+def test_folding_batch_norm_keeps_the_function_and_its_input_gradient():
+    from capacity.classifiers import digit_classifier
+    from adversarial.ensemble import TorchAutoencoder, prepare_frozen
+    torch.manual_seed(0)
+    clf = _with_running_stats(digit_classifier("residual", 1, 10, 16))
+    folded = prepare_frozen(clf, fold_bn=True)
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in folded.modules())       # it did fold
+    assert any(isinstance(mod, nn.BatchNorm2d) for mod in clf.modules())              # on a copy
+    assert not any(p.requires_grad for p in folded.parameters())
+    x, y = _data(n=8, seed=2)
+    torch.testing.assert_close(folded(x), clf(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(A.input_gradient(folded, x, y), A.input_gradient(clf, x, y), atol=1e-7, rtol=1e-4)
+    seg, variables = _segnet_pair()
+    ae_fold, ae_keep = TorchAutoencoder(seg, variables, 1, fold_bn=True), TorchAutoencoder(seg, variables, 1, fold_bn=False)
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in ae_fold.modules())
+    torch.testing.assert_close(ae_fold(x), ae_keep(x), atol=1e-6, rtol=1e-5)
+
+
+def test_cw_never_accumulates_gradients_in_the_model():
+    model, x, y = _separable()
+    A.cw_delta(model, x, y, steps=3)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_adaptive_attacks_break_an_undefended_model_and_restarts_only_add_breaks():
+    model, x, y = _separable(n=24)
+    adv = A.autoattack(model, x, y, "Linf", 0.3, n_classes=10, steps=5, square_queries=20)
+    assert adv.min() >= 0 and adv.max() <= 1 and (adv - x).abs().max() <= 0.3 + 1e-6
+    assert float((A.predict(model, adv) == y).float().mean()) < 0.5          # a linear model, eps 0.3: broken
+    one, ok1 = A.pgd_restarts(model, x, y, "L2", 0.5, steps=5, restarts=1)
+    three, ok3 = A.pgd_restarts(model, x, y, "L2", 0.5, steps=5, restarts=3)
+    assert (ok3 <= ok1).all() and ok1.any() and (~ok1).any()                # survivors of restart 1 attacked again
+    assert ((three - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
+    torch.testing.assert_close(ok3, A.predict(model, three) == y)
+
+
 def test_bpda_gradient_is_the_classifiers_gradient_at_the_reconstruction():
     from adversarial.ensemble import Composite, TorchAutoencoder
     seg, variables = _segnet_pair(seed=2)
@@ -181,3 +230,9 @@ def test_chapter_runs_at_smoke_and_shares_attacks(tmp_path):
     assert cap and all(s["status"] == "loaded" for s in cap)
     r1 = run_experiment("adversarial.tab6_1", "smoke", out_root=out)
     assert 0.0 < r1["metrics"]["ssim_fR__fR_AR"] < 1.0
+    ra = run_experiment("adversarial.adaptive", "smoke", out_root=out)["metrics"]
+    for tag in ("fR", "fI", "fR_AR", "fI_AI"):
+        for key in (f"aa_Linf_{tag}", f"pgd_Linf_{tag}", f"aa_L2_{tag}", f"pgd_L2_{tag}"):
+            assert 0.0 <= ra[key + "_lo"] <= ra[key] <= ra[key + "_hi"] <= 100.0
+            assert ra[key] <= ra[f"clean_{tag}"]
+    assert ra["aa_Linf_fR"] < ra["clean_fR"]                  # L_inf 0.3 breaks the undefended classifier
