@@ -62,6 +62,10 @@ class PathMaskConfig:
     mask_path_steps: int = param(16, ge=3)          # n of the path-mask path (thesis: not given; 4.4 uses 100)
     mask_samples: int = param(6, ge=1)              # Fig 5.3: correctly classified test inputs
     mask_wrong: int = param(2, ge=0)                # Fig 5.5: misclassified test inputs
+    # beyond the document: path-mask against captum / pytorch-grad-cam on the same CNN
+    bench_images: int = param(24, ge=2)             # correctly classified test images
+    bench_top: float = param(0.1, gt=0, lt=1)       # contrastive score: fraction of top pixels moved to the morph
+    bench_ig_steps: int = param(32, ge=2)           # Integrated Gradients steps
     # claims
     error_rate_tol: float = param(0.05, gt=0)       # |error rate - 0.03| tolerance of the Wilson interval
     eval_batch: int = param(500, ge=1)

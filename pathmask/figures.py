@@ -342,3 +342,67 @@ def path_mask(cfg, ctx) -> dict:
     ctx.note("Radial interpolation between a code and its morph (correlated endpoints of unequal norm) overshoots "
              "the endpoints' norm: the last column (max norm along the path / the larger endpoint norm) is > 1.")
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+def beyond_saliency(cfg, ctx) -> dict:
+    """Beyond the document: is path-mask a good explanation? Path-mask against captum's Saliency,
+    Integrated Gradients, Occlusion and pytorch-grad-cam's Grad-CAM on the very same classifier (a
+    torch copy of the Flax CNN, tested to give its logits), scored by common.saliency.score_methods
+    (AD / AI / AG, insertion, deletion) and by the contrastive score: the drop of p_self - p_other
+    when the top-k % pixels of a map take the morph's values (moved to the other end of the path)."""
+    import torch
+    from common.saliency import benchmark_metrics, discover, get_method, score_methods
+    from pathmask.saliency import contrastive_drop, explainable_cnn
+    M = _models(cfg, ctx)
+    net = explainable_cnn(M)
+    rng = np.random.default_rng(ctx.seed)
+    pred = M.logits(M.test.x).argmax(1)
+    right = np.flatnonzero(pred == M.test.y)
+    sel = np.sort(rng.choice(right, size=min(cfg.bench_images, len(right)), replace=False))
+    x = torch.as_tensor(M.test.x[sel]).permute(0, 3, 1, 2).contiguous()
+    y = torch.as_tensor(pred[sel])
+    names = [n for n in ("pathmask", "saliency", "ig", "occlusion", "gradcam") if n in discover()]
+    assert all(get_method(n).applicable(net) for n in names), names
+    kept = []
+    options = {"pathmask": {"seed": ctx.seed, "keep": kept}, "ig": {"n_steps": cfg.bench_ig_steps},
+               "gradcam": {"layer": net.features[-1]}}
+    torch.manual_seed(ctx.seed)
+    scores = score_methods(net, x, y, names, options, batch_size=len(sel), progress=cfg.progress)
+    ex = kept[-1]                                                     # the morphs of path-mask's run
+    morphs = torch.as_tensor(ex.paths[:, 0]).permute(0, 3, 1, 2)
+    other = ex.other_labels
+    rand = torch.rand(len(sel), *x.shape[2:], generator=torch.Generator().manual_seed(ctx.seed))
+    contrast = {n: contrastive_drop(net, x, scores[n]["maps"], morphs, y, other, cfg.bench_top)
+                for n in names}
+    contrast["random"] = contrastive_drop(net, x, rand, morphs, y, other, cfg.bench_top)
+    out = benchmark_metrics(scores, model_key="mnist5k-pathmask-cnn" if cfg.dataset == "mnist5k"
+                            else f"{cfg.dataset}-pathmask-cnn")
+    for n, d in contrast.items():
+        lo, hi = bootstrap_ci(d)
+        out[f"contrast_{n}"], out[f"contrast_{n}_lo"], out[f"contrast_{n}_hi"] = float(d.mean()), lo, hi
+    out["bench_images"] = int(len(sel))
+    out["morph_stopped"] = float(ex.morph.stopped.mean())
+    labels = {n: get_method(n).label for n in names}
+    labels["random"] = "random pixels"
+    ctx.table(f"Path-mask against attribution methods on the same CNN ({len(sel)} correctly classified test "
+              f"images; contrastive: top {cfg.bench_top:.0%} pixels moved to the morph)",
+              ["method", "implementation", "AD (lower better)", "AI", "AG", "insertion", "deletion (lower better)",
+               "contrastive drop of p_self - p_other [95 % CI]", "s / image"],
+              [[labels[n], get_method(n).implementation if n != "random" else "-",
+                *([scores[n][k] for k in ("AD", "AI", "AG", "insertion", "deletion")] if n in scores else ["-"] * 5),
+                f"{contrast[n].mean():.3f} [{out[f'contrast_{n}_lo']:.3f}, {out[f'contrast_{n}_hi']:.3f}]",
+                scores[n]["seconds_per_image"] if n in scores else "-"] for n in [*names, "random"]])
+    from common.plotting import plt
+    k = min(6, len(sel))
+    fig, axes = plt.subplots(k, len(names) + 2, figsize=(1.2 * (len(names) + 2), 1.2 * k))
+    for r in range(k):
+        _img(axes[r, 0], M.test.x[sel[r]], M.train.classes[int(y[r])] if r else "input")
+        _img(axes[r, 1], ex.paths[r, 0], f"morph {M.train.classes[other[r]]}" if r == 0 else M.train.classes[other[r]])
+        for c, n in enumerate(names):
+            axes[r, c + 2].imshow(scores[n]["maps"][r].numpy(), cmap="jet", vmin=0, vmax=1)
+            axes[r, c + 2].set_xticks([]), axes[r, c + 2].set_yticks([])
+            if r == 0:
+                axes[r, c + 2].set_title(labels[n], fontsize=7)
+    ctx.savefig(fig, "beyond_saliency_maps", "inputs, their morphs, and each method's map on the same CNN")
+    return out
