@@ -414,14 +414,16 @@ def figure_a_6(cfg, ctx) -> dict:
     ssal_hits = ssal_outputs(cfg, ctx, data, ssal, gs)["jp"]
     metrics = {"baseline_acc": 100 * base_hits.mean(), "ssal_jp_acc": 100 * ssal_hits.mean(),
                "epochs": cfg.train.epochs}
-    rows = [["baseline", cfg.train.epochs, metrics["baseline_acc"]], ["SSAL x1 (JP)", cfg.train.epochs,
-                                                                       metrics["ssal_jp_acc"]]]
+    d, lo, hi = diff_ci(ssal_hits, base_hits, cfg, ctx.seed)
+    metrics.update({"ssal_minus_baseline": d, "ssal_minus_baseline_lo": lo, "ssal_minus_baseline_hi": hi})
+    rows = [["baseline", cfg.train.epochs, metrics["baseline_acc"], f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"],
+            ["SSAL x1 (JP)", cfg.train.epochs, metrics["ssal_jp_acc"], ""]]
     for ep, m in cat.items():
         h = correct(S.predict_heads(m, data.x_test, cfg.eval_batch_size)[0], y)
         d, lo, hi = diff_ci(ssal_hits, h, cfg, ctx.seed)
         metrics.update({f"catfc_{ep}ep_acc": 100 * h.mean(), f"ssal_minus_catfc_{ep}ep": d,
                         f"ssal_minus_catfc_{ep}ep_lo": lo, f"ssal_minus_catfc_{ep}ep_hi": hi})
-        rows.append([f"CatFCNoSSAL", ep, 100 * h.mean(), f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"])
+        rows.append(["CatFCNoSSAL", ep, 100 * h.mean(), f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"])
     metrics["catfc_longest_epochs"] = max(cat)
 
     def curve(model, key):
