@@ -162,9 +162,11 @@ def test_n_classes_reported_always_and_asserted_on_the_full_vqa2_files(tmp_path,
     """The full release is recognised by its question counts; the fixture stands in for it here."""
     from common.experiment import ExperimentFailed, run_experiment
     import vqa.data
-    r = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "a", data_root=str(FIXTURE.parent),
-                       device="cpu", overrides=FAST)["metrics"]
+    run = run_experiment("vqa.fig4_1", "paper", out_root=tmp_path / "a", data_root=str(FIXTURE.parent),
+                         device="cpu", overrides=FAST)
+    r = run["metrics"]
     assert (r["n_classes"], r["full_vqa2"], r["answer_min_count"]) == (8, 0, 9)
+    assert r["polar_to_np_per_class_ratio"] > 0 and {c["status"] for c in run["claims"]} <= {"PASS", "FAIL"}
     monkeypatch.setattr(vqa.data, "FULL_VQA2_QUESTIONS", {"train": 90, "val": 45})
     with pytest.raises(ExperimentFailed, match="full VQA 2.0 train [+] val labels give 8 answer classes with "
                                                "answer_min_count = 9, expected 3129"):

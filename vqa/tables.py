@@ -43,6 +43,8 @@ def fig_4_1(cfg: VQAConfig, ctx) -> dict:
         "polar_share_in_vocab": 100.0 * sum(a in ("yes", "no") for a in in_vocab) / max(len(in_vocab), 1),
         "n_samples_out_of_vocab": n - sum(counts.get(a, 0) for a in data.vocab),
     }
+    out["polar_to_np_per_class_ratio"] = out["polar_share_per_class"] / out["np_share_per_class_mean"]
+    out.update(data.class_info)
     ranked = sorted(data.vocab, key=lambda a: (-counts.get(a, 0), a))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 3]})
     ax1.bar(["P", "NP"], [out["polar_share"], 100 - out["polar_share"]], color=["tab:orange", "tab:blue"])
