@@ -72,6 +72,8 @@ def bottleneck_sweep(cfg, ctx) -> dict:
     """Off-diagonal CR_min (mean, min) and FCA concepts at t = cfg.sweep_threshold against the
     bottleneck ratio; one figure, 95 % bootstrap intervals over the evaluation images."""
     from common.plotting import plt
+    from capacity.config import check_sweep
+    check_sweep(cfg)
     sources = load_sources(cfg, ctx)
     rng = np.random.default_rng(ctx.seed)
     n_eval = len(sources["eval"])
@@ -123,7 +125,7 @@ def bottleneck_sweep(cfg, ctx) -> dict:
     ax2.set_ylim(0, max(len(cfg.sweep_classifiers or cfg.classifiers) + 2, y.max() + 1))
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower left")
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)   # below
     fig.tight_layout()
     ctx.savefig(fig, "bottleneck_sweep", "Off-diagonal CR_min (mean, min) and FCA concept count against the "
                                          "bottleneck ratio; 95 % bootstrap intervals over evaluation images")

@@ -293,7 +293,7 @@ def test_bottleneck_sweep_runs_and_reuses_the_classifiers(tmp_path):
     from capacity.sweep import bottleneck_sweep
     from common.experiment import get
     cfg = get("capacity.bottleneck_sweep").resolve_config("smoke")
-    cfg = dataclasses.replace(cfg, max_eval=64, sweep_widths=((8, 8), (8, 1)), sweep_pretrain_images=64,
+    cfg = dataclasses.replace(cfg, max_train=128, max_eval=64, sweep_widths=((8, 8), (8, 1)), sweep_pretrain_images=64,
                               sweep_bootstrap=5)
     out = tmp_path / "out"
     m = bottleneck_sweep(cfg, _ctx(out, tmp_path))
@@ -319,3 +319,12 @@ def test_bc_ranking_claim():
     bc[4] -= 0.2                                   # A_R only 5 % above: significant but not substantial
     assert _bc_ranking(bc_ranking(bc, aes)[0])[0] is False
     assert _bc_ranking(bc_ranking(bc, aes[:3] + ["x", "y", "z"])[0])[0] is None   # default classifiers: no check
+
+
+def test_sweep_config_checked_before_any_stage():
+    from capacity.config import CapacityConfig, check_sweep
+    from common.config import ConfigError
+    check_sweep(CapacityConfig())
+    for bad in ({"sweep_widths": ((8, 16),)}, {"sweep_widths": ((8, 16, 0),)}, {"sweep_classifiers": ("vgg16",)}):
+        with pytest.raises(ConfigError):
+            check_sweep(CapacityConfig(**bad))
