@@ -51,7 +51,10 @@ class PathMaskConfig:
     entropy_threshold: float = param(0.01, gt=0, lt=1)   # 0.01, base 2, over the two classes' softmax
     morph_samples: int = param(300, ge=1)           # error rate: thesis 100; the note asks >= 300
     morph_batch: int = param(64, ge=1)              # slots of the jit(vmap) program
-    morph_segment: int = param(25, ge=1)            # steps per call before finished slots are refilled
+    morph_segment: int = param(10, ge=1)            # steps per call before finished slots are refilled
+    # the steps of one call: a lax.while_loop, or written out (XLA:CPU runs conv nets ~8x slower inside
+    # loop bodies); auto: unrolled on CPU, while elsewhere
+    morph_loop: str = param("auto", choices=("auto", "while", "unrolled"))
     # path-mask (4.6)
     mask_lr: float = param(1e-2, gt=0)              # thesis: Adam 1e-3 over 3000 steps
     mask_steps: int = param(200, ge=1)              # thesis 3000 (L1756)
