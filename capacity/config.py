@@ -71,7 +71,7 @@ class CapacityConfig:
     sweep_pretrain_images: int = param(8_000, ge=1)   # per point (= ae.pretrain_images at default)
     sweep_finetune_epochs: int = param(1, ge=1)       # per point (= ae.finetune_epochs at default)
     sweep_threshold: float = param(90.0)   # FCA threshold of the sweep (the thesis' t = 90)
-    sweep_bootstrap: int = param(200, ge=1)
+    sweep_bootstrap: int = param(100, ge=1)
     progress: bool = True
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=5, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))

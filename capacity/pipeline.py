@@ -220,7 +220,8 @@ def _eval_key(cfg):
 
 
 def evaluate(cfg, ctx) -> dict:
-    """Everything the tables and figures need, computed once (cached as npz + json, no pickle).
+    """Everything the tables and figures need, computed once (cached as npz + json, no pickle);
+    the models themselves: ``train_models`` / ``capacity.models.trained_models``.
 
     acc1/acc5[a, j]: top-1/5 (%) of classifier j on input a (a = 0: original, 1: A_S, 2..: A_i);
     correct1[a, j, k]: per-sample top-1 correctness (bootstrap); ic[a', k], bc[a', p]: IC-/BC-nMI
@@ -231,15 +232,17 @@ def evaluate(cfg, ctx) -> dict:
     from capacity.metrics import mutual_information, to_uint8
 
     sources = load_sources(cfg, ctx)
-    models = train_models(cfg, ctx, sources)
-    classifiers, model, aes = models.classifiers, models.segnet, models.variables
-    clf_info, ae_info = models.clf_info, models.ae_info
+    # the pass is keyed by everything that determines the models (their configs, data and code), so a
+    # cached pass is returned without loading them (the tables read arrays only)
     wd = ctx.work_dir("capacity-eval", _eval_key(cfg), datasets=_reads(sources, "train", "pretrain", "eval", "extra"))
     if (wd / "eval.npz").exists() and (wd / "eval.json").exists():
         with np.load(wd / "eval.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads((wd / "eval.json").read_text())
-        return dict(arrays, **meta, classifiers=classifiers, model=model, aes=aes, sources=sources)
+        return dict(arrays, **meta, sources=sources)
+    models = train_models(cfg, ctx, sources)
+    classifiers, model, aes = models.classifiers, models.segnet, models.variables
+    clf_info, ae_info = models.clf_info, models.ae_info
 
     clf_names = list(classifiers)
     clf_device = next(classifiers[clf_names[0]].parameters()).device
@@ -308,4 +311,4 @@ def evaluate(cfg, ctx) -> dict:
     np.savez(tmp, **arrays)
     tmp.replace(wd / "eval.npz")
     (wd / "eval.json").write_text(json.dumps(meta, default=str))
-    return dict(arrays, **meta, classifiers=classifiers, model=model, aes=aes, sources=sources)
+    return dict(arrays, **meta, sources=sources)
