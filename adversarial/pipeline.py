@@ -53,7 +53,8 @@ def load_eval_images(cfg, ctx):
             xs.append(np.asarray(img, dtype=np.uint8))
             ys.append(int(label))
         x, y = np.stack(xs), np.asarray(ys, dtype=np.int64)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255.0
+    # contiguous NCHW: torchattacks' FAB and Square .view() their inputs (a permuted RGB batch fails)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous().float() / 255.0
     return xt, torch.from_numpy(np.asarray(y, dtype=np.int64)), ds.describe()
 
 

@@ -3,7 +3,8 @@ the same module (eval mode, parameters frozen), the same inputs, batch, device a
 one warm-up call each, then ``--reps`` repetitions taken in alternation (ours, theirs, ours, ...) so
 that a load change on a shared machine hits both; the figure is the median time, the ratio
 torchattacks' median over ours (> 1: ours faster) and, beside it, the median of the per-repetition
-paired ratios. fp32, and bf16 autocast (ours only: torchattacks has no autocast switch).
+paired ratios. On CPU the clock is the process' CPU time (a shared machine's waits are not counted;
+JAX's own threads are). fp32, and bf16 autocast (ours only: torchattacks has no autocast switch).
 
     python bench/attacks.py                     # CPU: the default preset's StSNet (digit ResNet behind the default SegNet)
     python bench/attacks.py --model resnet50 --batch 64 --size 224 --reps 5   # the issue's H100 anchor setting
@@ -63,7 +64,7 @@ def _resnet50(fold_bn: bool = True):
     return prepare_frozen(torchvision.models.resnet50(weights=None), fold_bn=fold_bn), 3
 
 
-def _alternate(fns: dict, reps: int, sync) -> dict:
+def _alternate(fns: dict, reps: int, sync, clock=time.perf_counter) -> dict:
     """Warm up each, then ``reps`` rounds calling each once in turn; seconds per call per name."""
     for f in fns.values():
         f()
@@ -71,10 +72,10 @@ def _alternate(fns: dict, reps: int, sync) -> dict:
     times = {k: [] for k in fns}
     for _ in range(reps):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t = clock()
             f()
             sync()
-            times[k].append(time.perf_counter() - t)
+            times[k].append(clock() - t)
     return times
 
 
@@ -110,10 +111,14 @@ def main(argv=None):
     x = torch.rand(a.batch, c, a.size, a.size, generator=g).to(dev)
     y = torch.randint(0, 10, (a.batch,), generator=g).to(dev)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    # on CPU the clock is the process' CPU time: on a shared machine, time spent waiting for a core
+    # is not charged to either side (wall time there swings by tens of percent between calls)
+    clock = time.perf_counter if dev.type == "cuda" else time.process_time
     bf16 = dev.type == "cuda" or a.bf16
     print(f"model {a.model} (batch norm {'folded' if fold else 'as loaded'}), batch {a.batch}, {c}x{a.size}x{a.size}, "
           f"device {dev} ({torch.get_num_threads()} torch threads), torchattacks {torchattacks.__version__}, "
-          f"{a.reps} alternated repetitions after one warm-up, medians")
+          f"{a.reps} alternated repetitions after one warm-up, medians of "
+          f"{'wall' if dev.type == 'cuda' else 'process CPU'} time")
     e = 4.0
     cases = {
         "FGSM": (lambda ac: A.fgsm(model, x, y, (e,), autocast=ac),
@@ -131,7 +136,7 @@ def main(argv=None):
         if bf16:
             fns["bf16"] = lambda: ours(True)
         box, hook = _count_forwards(model)
-        t = _alternate(fns, a.reps, sync)
+        t = _alternate(fns, a.reps, sync, clock)
         hook.remove()
         note = ""
         ref_iters = steps
@@ -155,7 +160,7 @@ def main(argv=None):
               "twin, batch norm folded": _stsnet_digits("torch", a.size, fold_bn=True)[0].to(dev),
               "jax_as_torch bridge": _stsnet_digits("bridge", a.size, fold_bn=False)[0].to(dev)}
         fns = {k: (lambda m=m: A.input_gradient(m, x, y)) for k, m in ms.items()}
-        t = _alternate(fns, max(a.reps, 5), sync)
+        t = _alternate(fns, max(a.reps, 5), sync, clock)
         base = statistics.median(t["twin, batch norm as loaded"])
         for k, v in t.items():
             print(f"  {k:<28} {a.batch / statistics.median(v):>8.1f} img/s  {base / statistics.median(v):>5.2f}x")
