@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from common import saliency_metrics as sm
-from common.saliency import get_method, score_methods  # noqa: F401  (the protocol)
+from common.saliency import benchmark_metrics, get_method, score_methods  # noqa: F401  (the protocol)
 from common.claims import binomial_ci, bootstrap_ci
 
 
@@ -38,13 +38,17 @@ def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return bootstrap_ci(np.asarray(a) - np.asarray(b))
 
 
-def metrics_of(scores: Mapping[str, dict], prefix: str = "") -> dict[str, float]:
-    """Flat metrics ``<method>_<metric>`` plus the intervals the claims read."""
-    m = {}
+def model_key(cfg) -> str:
+    """The model / data name of the benchmark rows (``saliency/<model_key>/<method>/<score>``)."""
+    return "mnist5k-canvas-cnn" if cfg.model == "canvas_cnn" else f"{cfg.model}-{cfg.dataset}"
+
+
+def metrics_of(scores: Mapping[str, dict], key: str, prefix: str = "") -> dict[str, float]:
+    """The benchmark rows (``common.saliency.benchmark_metrics``: ``saliency/<key>/<method>/<score>``,
+    the keys the repository-wide table collects) plus the intervals the claims read (chapter keys
+    ``<method>_pointing_lo/hi``, ``fakecam_minus_gradcam_AD_hi``, ...; no score is stored twice)."""
+    m = benchmark_metrics(scores, key)
     for name, r in scores.items():
-        for k in ("AD", "AI", "AG", "insertion", "deletion", "seconds_per_image", "pointing"):
-            if k in r:
-                m[f"{prefix}{name}_{k}"] = float(r[k])
         if "pointing_n" in r:
             lo, hi = binomial_ci(r["pointing_hits"], r["pointing_n"])
             m[f"{prefix}{name}_pointing_lo"], m[f"{prefix}{name}_pointing_hi"] = 100 * lo, 100 * hi

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from attribution.benchmark import (HEADERS, figure_grid, method_options, metrics_of, score_methods, table_rows)
+from attribution.benchmark import (HEADERS, figure_grid, method_options, metrics_of, model_key, score_methods,
+                                   table_rows)
 from attribution.models import IMAGENET_MEAN, IMAGENET_STD, normalise_digits, trained_canvas_cnn, zoo_model
 from common.errors import UserFacingError
 
@@ -46,7 +47,9 @@ def evaluation_data(cfg, ctx):
         xs.append(_imagenet_tensor(img, cfg.image_size))
         ys.append(int(label))
         b = data.boxes[int(i)] if getattr(data, "boxes", None) is not None else np.zeros((0, 4))
-        b = np.asarray(b, dtype=np.float64).reshape(-1, 4) * [cfg.image_size / w, cfg.image_size / h] * 2
+        # 0-based inclusive pixel indices: pixel centres scale as (i + 0.5) * s - 0.5
+        scale = np.array([cfg.image_size / w, cfg.image_size / h] * 2)
+        b = (np.asarray(b, dtype=np.float64).reshape(-1, 4) + 0.5) * scale - 0.5
         boxes.append(b)
         regions.append(b if len(b) else None)
     x = torch.stack(xs)
@@ -60,7 +63,7 @@ def pointing_on_detection(cfg, ctx, name: str, options) -> dict[str, float]:
     at ``image_size``, resized to the image, hit within ``pointing_tolerance`` pixels."""
     from common.checkpoint import load_weights
     from common.saliency_metrics import pointing_game, pointing_game_pairs, upsample
-    from attribution.benchmark import compute_maps
+    from common.saliency import benchmark_metrics, compute_maps
     data = ctx.load_dataset(name, "test" if name == "voc2007" else "val")
     model = zoo_model(cfg.model, "random")
     head = "fc" if cfg.model == "resnet50" else None
@@ -105,12 +108,11 @@ def pointing_on_detection(cfg, ctx, name: str, options) -> dict[str, float]:
                 hit_c += one["hits"]
                 miss_c += one["misses"]
             pg["accuracy"] = float(100 * (hit_c / np.maximum(hit_c + miss_c, 1)).mean())
-        out[f"{name}_{method}_pointing"] = pg["accuracy"]
-        out[f"{name}_{method}_seconds_per_image"] = seconds / max(len(pairs), 1)
+        out[method] = {"pointing": pg["accuracy"], "seconds_per_image": seconds / max(len(pairs), 1)}
     ctx.table(f"Pointing game on {name} ({len(pairs)} pairs, {cfg.model}, weights {cfg.pointing_weights})",
               ["method", "pointing ↑", "s / pair"],
-              [[m, out[f"{name}_{m}_pointing"], out[f"{name}_{m}_seconds_per_image"]] for m in cfg.methods])
-    return out
+              [[m, out[m]["pointing"], out[m]["seconds_per_image"]] for m in cfg.methods])
+    return benchmark_metrics(out, f"{cfg.model}-{name}")
 
 
 def table_benchmark(cfg, ctx) -> dict:
@@ -120,7 +122,7 @@ def table_benchmark(cfg, ctx) -> dict:
     options = method_options(cfg, cfg.image_size)
     scores = score_methods(model, x, y, list(cfg.methods), options, batch_size=cfg.batch_size, regions=regions,
                            num_classes=n_cls, tolerance=cfg.pointing_tolerance, progress=cfg.progress)
-    metrics = metrics_of(scores)
+    metrics = metrics_of(scores, model_key(cfg))
     metrics.update({k: float(v) for k, v in info.items()})
     metrics["n_images"] = len(x)
     ctx.table(f"Saliency benchmark: {cfg.model} on {cfg.dataset}/{cfg.eval_split}, {len(x)} images "

@@ -9,7 +9,7 @@ import torch
 
 from attribution.extremal import SmoothMaskGenerator, extremal_perturbation
 from attribution.models import CanvasCNN
-from attribution.registry import discover, get_method
+from common.saliency import discover, get_method
 
 SIZE, PATCH = 24, 6
 
@@ -98,12 +98,10 @@ def iou(a, b):
     return (a & b).sum().item() / max((a | b).sum().item(), 1)
 
 
-@pytest.mark.xfail(strict=True, reason="open: our masks are ~3 % below TorchRay's everywhere (IoU 0.9875 < 0.99), "
-                   "a systematic difference not yet found (README, Not done)")
 def test_extremal_matches_torchray_batched(cue_model):
     """Same model, image, settings (TorchRay's defaults but 60 iterations and a small step / sigma):
-    each image's masks from our one batched optimisation equal TorchRay's single-image run (IoU of
-    the binarised masks and the final energy); batching moves nothing beyond float rounding."""
+    each image's masks from our one batched optimisation (3 images x 2 areas, hybrid) equal
+    TorchRay's single-image runs up to float rounding, and so does the final energy (its ``hist``)."""
     from torchray.attribution.extremal_perturbation import extremal_perturbation as tr_ep
     model, x, y, _ = cue_model
     areas, kw = [0.1, 0.2], dict(max_iter=60, step=2, sigma=4)
@@ -111,10 +109,39 @@ def test_extremal_matches_torchray_batched(cue_model):
     for i in range(3):
         ref, hist = tr_ep(model, x[i:i + 1], int(y[i]), areas=areas, variant="dual", **kw)
         for j in range(len(areas)):
-            assert iou(ours["masks"][i, j], ref[j, 0]) > 0.99
-            d = (ours["masks"][i, j] - ref[j, 0]).abs()   # float rounding, amplified by 60 SGD steps
-            assert d.mean() < 5e-3 and d.max() < 0.05
-            assert abs(ours["energy"][i, j].item() - hist[j, :, -1].sum().item()) < 1e-3 * (1 + abs(ours["energy"][i, j].item()))
+            assert iou(ours["masks"][i, j], ref[j, 0]) == 1.0
+            # measured 1.8e-7 (batched convolutions round differently); one SGD step more is 0.037
+            assert (ours["masks"][i, j] - ref[j, 0]).abs().max() < 1e-5
+            assert ours["energy"][i, j].item() == pytest.approx(hist[j, :, -1].sum().item(), rel=1e-5, abs=1e-5)
+            assert ours["reward"][i, j].item() == pytest.approx(hist[j, 0, -1].item(), rel=1e-5, abs=1e-5)
+
+
+def test_pointing_game_of_the_benchmark_matches_torchray(cue_model):
+    """The benchmark's pointing game (``score_methods`` with per-image boxes, as the experiment
+    passes them) against TorchRay's ``PointingGame`` fed with the same maps' maxima and box masks."""
+    from torchray.benchmark.pointing_game import PointingGame
+    from common.saliency import score_methods
+    model, x, y, pos = cue_model
+    boxes = [np.array([[c, r, c + PATCH - 1, r + PATCH - 1]], float) for r, c in pos.tolist()]   # 0-based inclusive
+    methods = ("extremal", "center", "fakecam", "gradcam")
+    tol = 2                                   # TorchRay asserts an integer tolerance
+    scores = score_methods(model, x, y, methods, {"extremal": dict(FAST["extremal"], max_iter=20)}, batch_size=8,
+                           regions=boxes,
+                           num_classes=2, tolerance=tol)
+    outcomes = set()
+    for name in methods:
+        pg = PointingGame(2, tolerance=tol)
+        for i in range(len(x)):
+            mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+            r, c = pos[i].tolist()
+            mask[r:r + PATCH, c:c + PATCH] = True
+            v, u = divmod(int(scores[name]["maps"][i].argmax()), SIZE)
+            hit = pg.evaluate(mask, (u, v))
+            pg.aggregate(hit, int(y[i]))
+            outcomes.add(hit)
+        assert scores[name]["pointing"] == pytest.approx(100 * float(pg.accuracy)), name
+        assert scores[name]["pointing_hits"] == int(pg.hits.sum())
+    assert outcomes == {1, -1}                # hits and misses both exercised
 
 
 @pytest.fixture(autouse=True)
@@ -126,24 +153,32 @@ def _restore_requires_grad(cue_model):
         p.requires_grad_(True)
 
 
-@pytest.mark.xfail(strict=True, reason="open: with TorchRay's growing lambda the energy never settles, so no mask "
-                   "stops at 1e-2 relative (README, Not done)")
 def test_extremal_stop_and_thesis_schedule_move_little(cue_model):
-    """Our departures: stopping converged masks and the thesis' lambda schedule. The masks still
-    cover the planted cue and keep their area; how far they move is printed for the README."""
+    """Our departures: stopping a converged mask (its largest pixel change stays under 1e-3 for 10
+    iterations) and the thesis' lambda schedule / kernel. Stopping triggers and moves the masks
+    little at 120 iterations (README: measured effect); every variant still covers the planted cue
+    and keeps its area."""
     model, x, y, pos = cue_model
     kw = dict(max_iter=120, step=2, sigma=4, max_blur=4)
     full = extremal_perturbation(model, x, y, [0.1], **kw)
-    stopped = extremal_perturbation(model, x, y, [0.1], stop_tol=1e-2, stop_patience=5, **kw)
+    stopped = extremal_perturbation(model, x, y, [0.1], stop_tol=1e-3, stop_patience=10, **kw)
     thesis = extremal_perturbation(model, x, y, [0.1], schedule="thesis", kernel="thesis", **kw)
+    assert full["iterations"].eq(120).all()
     assert stopped["iterations"].min() < 120, "some mask stopped early"
     ious = [iou(full["masks"][i, 0], stopped["masks"][i, 0]) for i in range(len(x))]
     print(f"IoU stop vs full: mean {np.mean(ious):.3f}; iterations {stopped['iterations'].float().mean():.0f}/120")
-    assert np.mean(ious) > 0.7
-    for r in (full, stopped, thesis):
-        area = r["masks"].mean((2, 3))
-        assert (area - 0.1).abs().max() < 0.08
-        assert hit_rate(r["masks"][:, 0], pos) >= 0.75
+    assert np.mean(ious) > 0.95
+    inside = torch.zeros(len(x), SIZE, SIZE, dtype=torch.bool)
+    for i, (r, c) in enumerate(pos.tolist()):
+        inside[i, r:r + PATCH, c:c + PATCH] = True
+    for res in (full, stopped, thesis):
+        m = res["masks"][:, 0]
+        # TorchRay's area term counts the generator's margin (sigma px each side): a = 0.1 of the
+        # padded 32 x 32 mask is ~0.18 of the 24 x 24 image
+        assert ((m.mean((1, 2)) > 0.1) & (m.mean((1, 2)) < 0.4)).all()
+        # the mask keeps the cue: mean value inside the patch above the mean outside, every image
+        # (the raw mask is flat at 1, so its argmax is no pointing test; the method's map is)
+        assert ((m * inside).sum((1, 2)) / inside.sum((1, 2)) > (m * ~inside).sum((1, 2)) / (~inside).sum((1, 2))).all()
 
 
 def test_opticam_stops_per_image(cue_model):
@@ -183,3 +218,22 @@ def test_canvas_dataset_boxes_and_identity():
             assert lab != d.y[i]
             assert b[2] < x0 - 0 or b[0] > x1 or b[3] < y0 or b[1] > y1 or True   # placed outside the 28x28 cell
     assert load_dataset("mnist5k-canvas", "train").fingerprint != d.fingerprint
+
+
+def test_smoke_experiments_write_benchmark_rows(tmp_path):
+    """Both experiments at the smoke preset: the benchmark's rows come out under the repository-wide
+    keys (``saliency/mnist5k-canvas-cnn/<method>/<score>``), no score is also stored under a chapter
+    key, the claims are judged from them, and the areas figure reports a*."""
+    from common.experiment import run_experiment
+    from common.saliency import SCORE_KEYS
+    rec = run_experiment("attribution.benchmark", "smoke", out_root=tmp_path, seed=0)
+    m = rec["metrics"]
+    rows = [k for k in m if k.startswith("saliency/mnist5k-canvas-cnn/")]
+    assert {k.split("/")[2] for k in rows} == {"fakecam", "gradcam", "opticam", "extremal", "meaningful"}
+    assert {k.split("/")[3] for k in rows} == set(SCORE_KEYS)
+    assert not [k for k in m if k.endswith(("_AD", "_AG", "_AI", "_insertion", "_deletion", "_seconds_per_image"))
+                and not k.startswith(("fakecam_minus", "opticam_minus"))]
+    assert all(c["status"] in ("PASS", "FAIL", "n/a", "N/A", "UNDECIDED", "SKIP") or c["status"] for c in rec["claims"])
+    assert {f"saliency/mnist5k-canvas-cnn/{n}/pointing" for n in ("fakecam", "gradcam")} <= set(m)
+    fig = run_experiment("attribution.figure_extremal_areas", "smoke", out_root=tmp_path, seed=0)
+    assert 0 <= fig["metrics"]["a_star_found"] <= 100
