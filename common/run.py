@@ -4,6 +4,7 @@
     python -m common.run <experiment> --preset {smoke,default,paper} [--data-root D] [--out D]
                                       [--seeds 0,1,2] [--jobs N] [--device D] [--set key=value ...]
     python -m common.run --all --preset default        # every experiment, then REPORT.md
+    python -m common.run vqa --preset default          # a whole chapter (= --all --only vqa)
     python -m common.run --report --preset default     # only rebuild REPORT.md
     python -m common.run --readme-tables               # rewrite the chapter READMEs' results blocks
 
@@ -59,7 +60,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m common.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("experiment", nargs="?", help="registered name, e.g. vqa.tab4_1 (see --list)")
+    p.add_argument("experiment", nargs="?", help="registered name, e.g. vqa.tab4_1 (see --list), or a chapter (vqa)")
     p.add_argument("--list", action="store_true", help="list experiments and exit")
     p.add_argument("--all", action="store_true", help="run every experiment at the preset, then the report")
     p.add_argument("--only", default="", help="with --all: comma-separated experiment names or chapters; "
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.all:
             names = select(list(discover()), [s.strip() for s in args.only.split(",") if s.strip()])
+        elif args.experiment and "." not in args.experiment and "@" not in args.experiment:
+            names = select(list(discover()), [args.experiment])     # a chapter: all its experiments
+            args.all = True                                          # ... and the report, as --all
         elif args.experiment:
             names = [get(args.experiment).name]
         else:

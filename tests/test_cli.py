@@ -16,6 +16,7 @@ def test_list(env_with_root):
 
 @pytest.mark.parametrize("args,needle", [
     (["no.such_experiment"], "unknown experiment"),
+    (["nosuchchapter"], "no experiment or chapter named nosuchchapter"),
     (["demo.digits_cnn", "--preset", "huge"], "unknown preset"),
     (["demo.digits_cnn", "--set", "train.nope=1"], "unknown config key"),
     (["demo.digits_cnn", "--set", "width=abc"], "cannot read"),
@@ -35,3 +36,9 @@ def test_smoke_run_end_to_end(env_with_root, tmp_path):
     assert (tmp_path / "demo.digits_cnn" / "smoke" / "result.json").exists()
     rep = cli("--report", "--preset", "smoke", "--out", str(tmp_path), env=env_with_root)
     assert rep.returncode == 0 and (tmp_path / "REPORT.md").exists()
+
+
+def test_a_chapter_name_runs_the_chapter_and_writes_the_report(env_with_root, tmp_path):
+    r = cli("demo", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu", env=env_with_root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "demo.digits_cnn" / "smoke" / "result.json").exists() and (tmp_path / "REPORT.md").exists()
