@@ -180,6 +180,36 @@ def test_folding_batch_norm_keeps_the_function_and_its_input_gradient():
     torch.testing.assert_close(ae_fold(x), ae_keep(x), atol=1e-6, rtol=1e-5)
 
 
+class _ConvBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class _Untraceable(nn.Module):
+    """Control flow on a tensor's value: torch.fx cannot trace the whole (as torchvision's Inception)."""
+    def __init__(self):
+        super().__init__()
+        self.block = _ConvBN()
+
+    def forward(self, x):
+        y = self.block(x)
+        return y.flatten(1)[:, :10] if float(y.mean()) > -1 else -y.flatten(1)[:, :10]
+
+
+def test_folding_reaches_blocks_inside_an_untraceable_module():
+    from adversarial.ensemble import prepare_frozen
+    torch.manual_seed(0)
+    model = _with_running_stats(_Untraceable())
+    folded = prepare_frozen(model)
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in folded.modules())
+    x, _ = _data(n=4, seed=3)
+    torch.testing.assert_close(folded(x), model(x), atol=1e-6, rtol=1e-5)
+
+
 def test_cw_never_accumulates_gradients_in_the_model():
     model, x, y = _separable()
     A.cw_delta(model, x, y, steps=3)
