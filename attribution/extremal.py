@@ -112,6 +112,12 @@ def extremal_perturbation(model, images: torch.Tensor, targets, areas: Sequence[
     try:
         pyramid = blur_pyramid(images, num_levels, max_blur)
         gen = SmoothMaskGenerator(images.shape[2:], step, sigma, kernel).to(device)
+        cover = [so - round(gen.margin) for so in gen.shape_out]
+        if any(c < z for c, z in zip(cover, images.shape[2:])):
+            # TorchRay's generator crops [margin, margin + size) of shape_out: some step / sigma pairs
+            # leave it short of the image (e.g. 64 px, step 4, sigma 6: 63 px); TorchRay fails there too
+            raise ValueError(f"mask step {step} / sigma {sigma:g} leave TorchRay's mask generator {cover} px short "
+                             f"of the {tuple(images.shape[2:])} image; choose another sigma (step 4 with sigma 8, TorchRay's 7 with 21 work)")
         h, w = gen.shape_in
         k_all = n * a
         owner = torch.arange(n, device=device).repeat_interleave(a)           # mask k -> image
