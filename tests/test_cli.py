@@ -34,6 +34,10 @@ def test_smoke_run_end_to_end(env_with_root, tmp_path):
     r = cli("demo.digits_cnn", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu", env=env_with_root)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "demo.digits_cnn" / "smoke" / "result.json").exists()
+    import json
+    prov = json.loads((tmp_path / "demo.digits_cnn" / "smoke" / "result.json").read_text())["provenance"]
+    # the compute the run cost (process CPU time), beside its wall time
+    assert 0 < prov["cpu_time_s"] == prov["seed_cpu_time_s"]["0"] and prov["cpu_time_s"] < 4 * prov["wall_time_s"] + 1
     rep = cli("--report", "--preset", "smoke", "--out", str(tmp_path), env=env_with_root)
     assert rep.returncode == 0 and (tmp_path / "REPORT.md").exists()
 
