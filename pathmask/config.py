@@ -35,7 +35,10 @@ class PathMaskConfig:
     latent_dim: int = param(100, ge=2)              # app. C: 100
     kl_weight: float = param(1.0, gt=0)             # app. B: L2 reconstruction + KL (weight 1)
     cnn: NetTrain = dataclasses.field(default_factory=lambda: NetTrain(epochs=6))
-    vae: NetTrain = dataclasses.field(default_factory=lambda: NetTrain(epochs=15))
+    # VAE Adam lr 3e-3 (not 1e-3): at 15 epochs on 4000 digits the 1e-3 VAE is far from converged
+    # (test L2 54, the CNN reads 54 % of its reconstructions) and the morphing error rate follows it
+    # (0.21 at seed 0); 3e-3 reaches L2 34 / 69 % in the same steps and 0.06 errors (README, Decisions)
+    vae: NetTrain = dataclasses.field(default_factory=lambda: NetTrain(epochs=15, lr=3e-3))
     # best embedding (5.1): codes sampled from the encoder's distribution
     best_of: int = param(32, ge=1)
     # interpolation (4.3, Fig 4.5): random pairs of training codes, path length n
@@ -47,7 +50,7 @@ class PathMaskConfig:
     # semantic morphing (4.5)
     alpha_lk: float = param(0.0, ge=0)              # 0: the dataset's value from the thesis (ALPHA_LK)
     morph_lr: float = param(1e-2, gt=0)             # thesis: Adam 1e-3 (L1601) over <= 5000 steps
-    morph_max_steps: int = param(500, ge=1)         # thesis 5000 (L1752); 10x the lr, 1/10 the steps
+    morph_max_steps: int = param(2000, ge=1)        # thesis 5000 at lr 1e-3 (L1752); ours 10x the lr
     entropy_threshold: float = param(0.01, gt=0, lt=1)   # 0.01, base 2, over the two classes' softmax
     morph_samples: int = param(300, ge=1)           # error rate: thesis 100; the note asks >= 300
     morph_batch: int = param(64, ge=1)              # slots of the jit(vmap) program
@@ -66,7 +69,7 @@ class PathMaskConfig:
     mask_samples: int = param(6, ge=1)              # Fig 5.3: correctly classified test inputs
     mask_wrong: int = param(2, ge=0)                # Fig 5.5: misclassified test inputs
     # beyond the document: path-mask against captum / pytorch-grad-cam on the same CNN
-    bench_images: int = param(24, ge=2)             # correctly classified test images
+    bench_images: int = param(16, ge=2)             # correctly classified test images
     bench_top: float = param(0.1, gt=0, lt=1)       # contrastive score: fraction of top pixels moved to the morph
     bench_ig_steps: int = param(32, ge=2)           # Integrated Gradients steps
     # claims

@@ -130,7 +130,7 @@ class BatchedMorph:
             "unrolled" if jax.default_backend() == "cpu" else "while")
         self.max_steps = cfg.morph_max_steps
         self.slots = slots or cfg.morph_batch
-        self.segment = segment or cfg.morph_segment
+        self.segment = min(segment or cfg.morph_segment, cfg.morph_max_steps)   # steps per call (unrolled: written out)
         init, advance, finish = make_morph_fns(models.classify_fn(), models.decode_fn(), lr=cfg.morph_lr,
                                                alpha_lk=cfg.resolved_alpha_lk(), threshold=cfg.entropy_threshold,
                                                max_steps=cfg.morph_max_steps, record=record, loop=self.loop)
