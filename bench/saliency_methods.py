@@ -1,8 +1,8 @@
 """Images/s of our batched extremal perturbation vs TorchRay's (same iterations, areas, model,
 device), and of Opti-CAM, captum Integrated Gradients and Grad-CAM, in one run, with ratios.
 
-    python bench/attribution.py                         # CPU: the default preset's CNN at 56 px
-    python bench/attribution.py --model resnet50 --size 224 --images 32 --iters 800   # GPU, issue's anchor
+    python bench/saliency_methods.py                         # CPU: the default preset's CNN at 56 px
+    python bench/saliency_methods.py --model resnet50 --size 224 --images 32 --iters 800   # GPU, issue's anchor
 
 TorchRay takes one image per call (its areas batched); ours optimises every image and area at once.
 Random weights (speed does not depend on them). Issue 18's anchor (one H100, ResNet50, 224 px, fp32):
@@ -15,11 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-# this file is named like the chapter package: run as a script, its folder must not shadow it
-_HERE = Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-sys.modules.pop("attribution", None)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the repository root, as the other benches
 
 import torch  # noqa: E402
 
