@@ -53,9 +53,10 @@ FAST = {"rise": dict(num_masks=2000, num_cells=4), "ig": dict(n_steps=16), "occl
         "meaningful": dict(max_iter=60, mask_size=6, blur_sigma=3, mask_sigma=1, jitter=1),
         "opticam": dict(max_iter=30)}
 # Methods that must find the cue; the baselines must not (they ignore the image). Saliency (plain
-# gradients) is noisy on a noise background, RISE (2000 masks here) reached 0.5, and meaningful perturbations stall on this confidently
-# classified cue (the blurred image keeps its class, so the 99 % circle start is the empty circle and
-# the softmax gradient is ~0; README "Not done"): both are checked for their signature only.
+# gradients) is noisy on a noise background and RISE (2000 masks here) reached 0.5: library methods,
+# checked for their signature only. Meaningful perturbations stall on this cue (the blurred image
+# keeps its class, so there is nothing for the deletion game to delete): their planted-cue test is
+# test_meaningful_perturbation_finds_a_cue_that_blur_deletes below.
 MUST_FIND = ("gradcam", "gradcampp", "scorecam", "ablationcam", "xgradcam", "layercam", "ig", "occlusion",
              "opticam", "extremal")
 
@@ -237,3 +238,38 @@ def test_smoke_experiments_write_benchmark_rows(tmp_path):
     assert {f"saliency/mnist5k-canvas-cnn/{n}/pointing" for n in ("fakecam", "gradcam")} <= set(m)
     fig = run_experiment("attribution.figure_extremal_areas", "smoke", out_root=tmp_path, seed=0)
     assert 0 <= fig["metrics"]["a_star_found"] <= 100
+
+
+def test_meaningful_perturbation_finds_a_cue_that_blur_deletes():
+    """The deletion game needs a perturbation that removes the evidence (001: blur). On the planted
+    set above the blurred stripes still read as a class, so here a third class is a flat patch of
+    the stripes' mean (what blur leaves): deleting the cue now changes the decision, and the deleted
+    region's maximum must fall in the patch."""
+    torch.manual_seed(0)
+
+    def three_class(n, seed):
+        x, y, pos = planted(n, seed)
+        g = torch.Generator().manual_seed(seed + 100)
+        flat = torch.rand(n, generator=g) < 1 / 3
+        for i in torch.nonzero(flat).flatten().tolist():
+            r, c = pos[i].tolist()
+            x[i, 0, r:r + PATCH, c:c + PATCH] = 0.5          # the stripes' mean (2 * 0.5 - 0.5)
+        return x, torch.where(flat, torch.full_like(y, 2), y), pos
+
+    x, y, _ = three_class(1536, 0)
+    model = CanvasCNN(8, 3)
+    opt = torch.optim.Adam(model.parameters(), 5e-3)
+    for _ in range(250):
+        i = torch.randint(0, len(x), (32,))
+        loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    xt, yt, pt = three_class(24, 1)
+    keep = yt < 2                                              # images whose class lives in the stripes
+    xt, yt, pt = xt[keep][:8], yt[keep][:8], pt[keep][:8]
+    assert (model(xt).argmax(1) == yt).float().mean() == 1.0
+    maps = get_method("meaningful").fn(model, xt, yt, max_iter=100, mask_size=12, blur_sigma=3, mask_sigma=1,
+                                       jitter=1, l1=1e-3)
+    assert hit_rate(maps, pt) >= 0.75, f"meaningful: map maximum in the cue patch for {hit_rate(maps, pt):.2f}"
