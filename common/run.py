@@ -21,7 +21,7 @@ import sys
 import time
 
 from common.config import ConfigError, parse_set_args
-from common.experiment import (PRESETS, ExperimentFailed, discover, get, run_experiments, select,
+from common.experiment import (PRESETS, ExperimentFailed, discover, get, result_dir, run_experiments, select,
                                write_report)
 
 
@@ -157,7 +157,8 @@ def _print_summary(record, args) -> None:
     prov = record["provenance"]
     std = record.get("metrics_std") or {}
     print(f"\n== {record['experiment']} ({args.preset}, seeds {','.join(map(str, prov['seeds']))}) in "
-          f"{prov['wall_time_s']:.1f} s over its seeds -> {os.path.join(args.out, record['experiment'], args.preset)}")
+          f"{prov['wall_time_s']:.1f} s over its seeds -> "
+          f"{result_dir(args.out, record['experiment'], args.preset, prov.get('overrides'))}")
     for st in next(iter(prov.get("stages", {}).values()), []):
         print(f"   stage {st['stage']}: {st['status']}" + (f" (step {st['step']})" if st.get("step") else "")
               + f" in {st['folder']}")

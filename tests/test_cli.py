@@ -46,3 +46,11 @@ def test_a_chapter_name_runs_the_chapter_and_writes_the_report(env_with_root, tm
     r = cli("demo", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu", env=env_with_root)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "demo.digits_cnn" / "smoke" / "result.json").exists() and (tmp_path / "REPORT.md").exists()
+
+
+def test_a_set_run_names_its_own_folder(env_with_root, tmp_path):
+    r = cli("demo.digits_cnn", "--preset", "smoke", "--out", str(tmp_path), "--device", "cpu", "--set", "width=4",
+            env=env_with_root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (written,) = (tmp_path / "demo.digits_cnn").glob("smoke+set-*")
+    assert f"-> {written}" in r.stdout and not (tmp_path / "demo.digits_cnn" / "smoke").exists()
