@@ -30,19 +30,24 @@ def planted(n: int, seed: int):
     return x, y, pos
 
 
-@pytest.fixture(scope="module")
-def cue_model():
+def train_cue_model(x, y, *, n_classes: int, steps: int):
+    """A small CNN trained on a planted set (seeded: the same model every run)."""
     torch.manual_seed(0)
-    x, y, _ = planted(1024, 0)
-    model = CanvasCNN(8, 2)
+    model = CanvasCNN(8, n_classes)
     opt = torch.optim.Adam(model.parameters(), 5e-3)
-    for _ in range(150):
+    for _ in range(steps):
         i = torch.randint(0, len(x), (32,))
         loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.eval()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def cue_model():
+    x, y, _ = planted(1024, 0)
+    model = train_cue_model(x, y, n_classes=2, steps=150)
     xt, yt, pt = planted(8, 1)
     assert (model(xt).argmax(1) == yt).float().mean() == 1.0, "the cue model must classify the test images"
     return model, xt, yt, pt
@@ -245,7 +250,6 @@ def test_meaningful_perturbation_finds_a_cue_that_blur_deletes():
     set above the blurred stripes still read as a class, so here a third class is a flat patch of
     the stripes' mean (what blur leaves): deleting the cue now changes the decision, and the deleted
     region's maximum must fall in the patch."""
-    torch.manual_seed(0)
 
     def three_class(n, seed):
         x, y, pos = planted(n, seed)
@@ -257,15 +261,7 @@ def test_meaningful_perturbation_finds_a_cue_that_blur_deletes():
         return x, torch.where(flat, torch.full_like(y, 2), y), pos
 
     x, y, _ = three_class(1536, 0)
-    model = CanvasCNN(8, 3)
-    opt = torch.optim.Adam(model.parameters(), 5e-3)
-    for _ in range(250):
-        i = torch.randint(0, len(x), (32,))
-        loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    model = train_cue_model(x, y, n_classes=3, steps=250)
     xt, yt, pt = three_class(24, 1)
     keep = yt < 2                                              # images whose class lives in the stripes
     xt, yt, pt = xt[keep][:8], yt[keep][:8], pt[keep][:8]
