@@ -21,8 +21,9 @@ import sys
 import time
 
 from common.config import ConfigError, parse_set_args
-from common.experiment import (PRESETS, ExperimentFailed, discover, get, result_dir, run_experiments, select,
-                               write_report)
+from common.experiment import ExperimentFailed, result_dir, run_experiments
+from common.registry import PRESETS, discover, get, select
+from common.report import write_report
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,7 +12,7 @@ import math
 
 from adversarial.config import AdversarialConfig   # dataclasses only
 from common.claims import Claim, interval_above, interval_below
-from common.experiment import Experiment, register
+from common.registry import Experiment, register
 from experiments.capacity import PRESETS as CAPACITY_PRESETS
 
 S = "000 ch. 6"

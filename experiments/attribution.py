@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from attribution.config import AttributionConfig
 from common.claims import Claim, interval_above, interval_below
-from common.experiment import Experiment, register
+from common.registry import Experiment, register
 
 PAPER = {"dataset": "imagenet", "eval_split": "val", "model": "vgg16_bn", "image_size": 224, "n_images": 1000,
          "batch_size": 8, "pointing_sets": ("voc2007", "coco2014"), "pointing_tolerance": 15.0,

@@ -8,7 +8,7 @@ import math
 
 from auxiliary.config import TAB_7_2_ROWS, SSALConfig
 from common.claims import Claim, interval_above
-from common.experiment import Experiment, register
+from common.registry import Experiment, register
 
 S = "000 ch. 7"
 CIFAR100_TEST = "CIFAR100 test (10,000 images; the thesis' 'validation')"

@@ -10,7 +10,7 @@ import math
 
 from capacity.config import CapacityConfig   # dataclasses only (no torch, no JAX)
 from common.claims import Claim, interval_above
-from common.experiment import Experiment, register
+from common.registry import Experiment, register
 
 S = "000 ch. 5"
 

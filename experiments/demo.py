@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from common.claims import Claim, greater
-from common.experiment import Experiment, register
+from common.registry import Experiment, register
 from common.config import TrainConfig
 
 

@@ -6,7 +6,7 @@ once per seed and shared through identical work folders. Science in pathmask/.
 from __future__ import annotations
 
 from common.claims import Claim, interval_above, interval_below
-from common.experiment import Experiment, register
+from common.registry import Experiment, register
 from pathmask.config import PathMaskConfig
 
 S = "003 ch. 4-5"

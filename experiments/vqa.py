@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from common.claims import Claim, interval_above, interval_below, interval_within, intervals_descending
-from common.experiment import Experiment, register
+from common.registry import Experiment, register
 
 
 def _config():

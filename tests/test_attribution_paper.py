@@ -27,7 +27,8 @@ def data_root(tmp_path_factory):
 
 @pytest.mark.parametrize("model", ["resnet50"])   # 4x cheaper than VGG16-BN (the default model): same code path
 def test_paper_preset_code_path_on_tiny_fixtures(tmp_path, data_root, model):
-    from common.experiment import get, run_experiment
+    from common.experiment import run_experiment
+    from common.registry import get
     over = dict(TINY, model=model)
     rec = run_experiment("attribution.benchmark", "paper", out_root=tmp_path / "out", data_root=str(data_root),
                          seed=0, overrides=over)

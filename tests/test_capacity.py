@@ -177,7 +177,7 @@ def test_finetune_updates_decoder_only_with_torch_gradients(tmp_path):
 # claim checks on hand-made metrics, config ranges
 # --------------------------------------------------------------------------------------------------
 def _margin_claim():
-    from common.experiment import get
+    from common.registry import get
     exp = get("capacity.tab5_1")
     cfg = dataclasses.replace(exp.resolve_config("default"), classifiers=("lenet", "small"))
     return next(c for c in exp.claims if "margin" in c.text), cfg
@@ -207,7 +207,7 @@ def test_margin_claim_is_two_sided_and_strict():
 def test_config_ranges_and_cross_field_checks():
     from capacity.config import CapacityConfig, check_config
     from common.config import ConfigError
-    from common.experiment import get
+    from common.registry import get
     exp = get("capacity.tab5_1")
     for preset in ("smoke", "default", "paper"):
         check_config(exp.resolve_config(preset))
@@ -243,14 +243,14 @@ def test_array_source_serves_numpy_batches_and_torch_items():
 # trained_models: the public entry point for other chapters
 # --------------------------------------------------------------------------------------------------
 def _ctx(out_root, tmp):
-    from common.experiment import RunContext
+    from common.context import RunContext
     return RunContext(experiment="adversarial.test", preset="smoke", seed=0, device="cpu", data_root=None,
                       out_root=out_root, out_dir=tmp, reported={})
 
 
 def test_trained_models_trains_once_then_loads(tmp_path):
     from capacity.models import CapacityModels, trained_models
-    from common.experiment import get
+    from common.registry import get
     cfg = get("capacity.tab5_1").resolve_config("smoke")
     out = tmp_path / "out"
     m1 = trained_models(cfg, _ctx(out, tmp_path))
@@ -291,7 +291,7 @@ def test_specialisation_summary_on_thesis_table_5_2():
 
 def test_bottleneck_sweep_runs_and_reuses_the_classifiers(tmp_path):
     from capacity.sweep import bottleneck_sweep
-    from common.experiment import get
+    from common.registry import get
     cfg = get("capacity.bottleneck_sweep").resolve_config("smoke")
     cfg = dataclasses.replace(cfg, max_train=128, max_eval=64, sweep_widths=((8, 8), (8, 1)), sweep_pretrain_images=64,
                               sweep_bootstrap=5)

@@ -41,7 +41,7 @@ def test_parse_set_args():
 
 def test_config_validate_hook_runs_at_resolve_time():
     """A check that relates fields (defined by the config) refuses the value before any work."""
-    from common.experiment import get
+    from common.registry import get
     exp = get("capacity.tab5_1")
     with pytest.raises(ConfigError, match="multiple of 8"):
         exp.resolve_config("default", {"image_size": "28"})

@@ -6,7 +6,9 @@ import pytest
 
 from common import claims as C
 from common.claims import Claim
-from common.experiment import Experiment, register, run_experiment, write_report
+from common.experiment import run_experiment
+from common.registry import Experiment, register
+from common.report import write_report
 from common.results import markdown_table, reported_vs_measured
 
 

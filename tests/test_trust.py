@@ -20,7 +20,10 @@ import pytest
 from common import experiment as E
 from common import results as R
 from common.claims import Claim
-from common.experiment import Experiment, ExperimentFailed, register, run_experiment, select, write_report
+from common import context as C, registry as REG
+from common.experiment import ExperimentFailed, run_experiment
+from common.registry import Experiment, register, select
+from common.report import write_report
 
 
 # --------------------------------------------------------------------------------------------------
@@ -92,7 +95,7 @@ def test_stage_reused_only_with_the_same_config_data_and_code(tmp_path, toy_chap
     assert status_w == "trained" and folder_w not in (first, folder_b)
     # one line of the chapter's model module changes (ReLU -> Tanh): trains afresh
     (src / "model.py").write_text('ACTIVATION = "tanh"\n')
-    E._code_cache.clear()                                             # (hashed once per process)
+    C._code_cache.clear()                                             # (hashed once per process)
     (_, status_c, folder_c), = run(a)
     assert status_c == "trained" and folder_c != first
     key = json.loads((out / "_work" / folder_c / "key.json").read_text())
@@ -254,11 +257,11 @@ def test_claim_judged_over_every_seed_and_parallel_equals_serial(tmp_path):
 
 
 def test_variants_have_their_own_folder_and_only_selects_exactly(tmp_path):
-    names = list(E.discover())
+    names = list(REG.discover())
     assert "trusttoy.exp@high" in names
     assert select(names, ["trusttoy.exp"]) == ["trusttoy.exp"]
     assert select(names, ["trusttoy"]) == ["trusttoy.exp", "trusttoy.exp@high"]
-    with pytest.raises(E.ConfigError, match="no experiment or chapter"):
+    with pytest.raises(REG.ConfigError, match="no experiment or chapter"):
         select(names, ["trusttoy.ex"])
     rec = run_experiment("trusttoy.exp@high", "default", out_root=tmp_path, seed=0)
     assert rec["metrics"]["value"] == 0.9 and (tmp_path / "trusttoy.exp@high" / "default" / "result.json").exists()

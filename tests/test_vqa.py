@@ -231,7 +231,7 @@ def test_paper_preset_end_to_end_on_fixture(tmp_path):
 # Claim checks on hand-made metrics (each case is one the former point-estimate checks passed)
 # ------------------------------------------------------------------------------------------------
 def _claim(exp_name: str, fragment: str):
-    from common.experiment import get
+    from common.registry import get
     exp = get(exp_name)
     return next(c for c in exp.claims if fragment in c.text), exp.resolve_config("default")
 
@@ -295,7 +295,7 @@ def test_claims_read_tolerances_from_the_config_not_the_metrics():
 
 def test_config_ranges_refuse_bad_values_before_any_work():
     from common.config import ConfigError
-    from common.experiment import get
+    from common.registry import get
     exp = get("vqa.tab4_1")
     for key, bad in (("bracket_rule", "thirds"), ("heldout_fraction", 1.0), ("model.dropout", 1.0),
                      ("n_boot", 0), ("close_tol", float("nan")), ("dataset", "vqa1")):
