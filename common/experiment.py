@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import importlib
 import os
 import shutil
@@ -53,11 +54,18 @@ class _SeedTask:
     registered_in: str = ""
 
 
-def result_dir(out_root: Path, name: str, preset: str, overrides: Mapping[str, Any] | None) -> Path:
-    """``<out>/<exp>/<preset>``; a run with ``--set`` overrides gets ``<preset>+set-<hash>`` so that a
-    quick tweak never displaces the preset's canonical result."""
-    base = Path(out_root) / name
-    return base / (f"{preset}+set-{config_hash(dict(overrides), 8)}" if overrides else preset)
+def result_dir(out_root: Path, name: str, preset: str, overrides: Mapping[str, Any] | None = None,
+               seeds: Sequence[int] | None = None) -> Path:
+    """``<out>/<exp>/<preset>`` holds only the preset's own run: its seed set (``seeds`` None or the
+    same set) and no ``--set`` overrides. Any other run gets its own folder, so that ``--seed 1`` or a
+    quick tweak never displaces the canonical result: ``<preset>+seeds-1-3`` for another seed set,
+    ``<preset>+set-<hash>`` for overrides, ``<preset>+seeds-1-3+set-<hash>`` for both."""
+    folder = preset
+    if seeds is not None and sorted(seeds) != sorted(get(name).seeds_for(preset)):
+        folder += "+seeds-" + "-".join(map(str, sorted(seeds)))
+    if overrides:
+        folder += f"+set-{config_hash(dict(overrides), 8)}"
+    return Path(out_root) / name / folder
 
 
 def _run_seed(task: _SeedTask) -> dict:
@@ -120,13 +128,14 @@ def run_experiments(names: Sequence[str], preset: str = "default", *, out_root: 
     out_root = Path(out_root)
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:
+        R.ensure_writable(out_root)                 # a read-only --out: one line now, not after training
         R.recover_staging(out_root)
     plan, lanes = {}, {}
     for e in exps:
-        final = result_dir(out_root, e.name, preset, overrides)
+        e_seeds = tuple(seeds) if seeds is not None else e.seeds_for(preset)
+        final = result_dir(out_root, e.name, preset, overrides, e_seeds)
         staging = R.staging_dir(final)
         staging.mkdir(parents=True, exist_ok=True)
-        e_seeds = tuple(seeds) if seeds is not None else e.seeds_for(preset)
         plan[e.name] = (e, final, staging, e_seeds, R.utc_stamp(), time.time())
         for s in e_seeds:
             lanes.setdefault((e.lane_key, s), []).append(_SeedTask(
@@ -244,6 +253,65 @@ def seed_interval_halfwidth(n: int, level: float = 0.95) -> float:
 
 
 def _finish(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, device, rank):
+    """Aggregate the seeds, write the result and promote it; the outcome is the record or an
+    ExperimentFailed. No Exception escapes (Ctrl-C does): a full disk, a read-only folder or a bug while writing
+    the result is one message and error.txt, like a failed seed, so ``--all`` goes on."""
+    doing = ["aggregating the seeds' metrics"]          # what the finish was doing, for the message
+    try:
+        return _write_result(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, device, rank, doing)
+    except Exception as e:
+        return _finish_failed(exp.name, final, staging, e, doing[-1])
+
+
+def _finish_failed(name: str, final: Path, staging: Path, error: Exception, doing: str) -> ExperimentFailed:
+    """One message for a failure while writing a result, naming what was being written and the fix."""
+    os_error = R.os_error_in(error)
+    code = os_error.errno if os_error is not None else None
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        msg, user = f"{name} failed: no space left on the device while {doing}: free space and rerun", True
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        msg, user = (f"{name} failed: cannot write while {doing} ({os_error.strerror}): make "
+                     f"{final.parent} writable (or choose another --out) and rerun"), True
+    else:
+        msg, user = f"{name} failed while {doing} with {type(error).__name__}: {error}", False
+    failed_dir = R.mark_failed(staging, final, f"while {doing}:\n{traceback.format_exc()}") if staging.exists() else None
+    if not user:
+        where = f"{failed_dir}/error.txt" if failed_dir else "(error.txt could not be written either; see above)"
+        msg += f"\n  traceback: {where} (--debug prints it here)"
+    if final.exists():
+        msg += f"\n  the previous result in {final} is untouched"
+    return ExperimentFailed(name, msg, failed_dir, error)
+
+
+def _judge(claim, by_seed: Mapping[int, Mapping[str, Any]], preset: str, cfg) -> dict:
+    """A claim's verdict over the seeds; a check that raises is an ERROR whose detail names the
+    exception, and the other claims and the result are still written."""
+    try:
+        return evaluate_over_seeds(claim, by_seed, preset, cfg)
+    except Exception as e:
+        return {"claim": claim.text, "source": claim.source, "status": "ERROR",
+                "detail": f"the check raised {type(e).__name__}: {e}"}
+
+
+def _config_as_run(cfg, seeds: Sequence[int], device: str) -> dict:
+    """The config as the seeds' runs used it: a field the run sets (``param(run_level="--seed")``,
+    ``"--device"``; ``ctx.train_config`` fills them) holds the run's value, not the dataclass
+    default: the seed, or the list of seeds when there are several, and the device asked for."""
+    run_values = {"--seed": seeds[0] if len(seeds) == 1 else list(seeds), "--device": device}
+    out = to_dict(cfg)
+
+    def fill(node, d):
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                fill(value, d[f.name])
+            elif f.metadata.get("run_level") in run_values:
+                d[f.name] = run_values[f.metadata["run_level"]]
+    fill(cfg, out)
+    return out
+
+
+def _write_result(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, device, rank, doing):
     failed = [r for r in per_seed if "error" in r]
     if rank != 0:
         shutil.rmtree(staging, ignore_errors=True)
@@ -262,7 +330,8 @@ def _finish(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, 
                                 None)
     metrics, std, by_seed = _aggregate(per_seed)
     seeds = [r["seed"] for r in per_seed]
-    claims = [evaluate_over_seeds(c, by_seed, preset, cfg) for c in exp.claims]
+    doing.append("judging the claims")
+    claims = [_judge(c, by_seed, preset, cfg) for c in exp.claims]
     main = per_seed[0]
     tables = list(main["tables"])
     if len(per_seed) > 1:
@@ -283,7 +352,7 @@ def _finish(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, 
         "reported": dict(exp.reported), "reported_on": exp.reported_on, "claims": claims,
         "tables": tables, "figures": figures, "notes": main["notes"],
         "provenance": {
-            "config": to_dict(cfg), "preset": preset, "overrides": dict(overrides or {}),
+            "config": _config_as_run(cfg, seeds, device), "preset": preset, "overrides": dict(overrides or {}),
             "variant": dict(exp.variant_overrides), "seeds": seeds, "seed": seeds[0] if len(seeds) == 1 else seeds,
             "datasets": main["datasets"],
             "stages": {str(r["seed"]): r["stages"] for r in per_seed},
@@ -298,8 +367,11 @@ def _finish(exp, cfg, preset, overrides, final, staging, per_seed, started, t0, 
             "argv": sys.argv,
         },
     }
+    doing.append(f"writing {staging / 'tables.md'}")
     R.write_text_atomic(staging / "tables.md", render_markdown(record, heading="#"))
+    doing.append(f"writing {staging / 'result.json'}")
     R.write_json_atomic(staging / "result.json", record)     # last: its presence marks a complete run
+    doing.append(f"moving {staging} into place as {final}")
     R.promote(staging, final)
     return record
 

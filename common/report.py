@@ -51,7 +51,7 @@ def write_report(out_root: str | os.PathLike = "results", preset: str = "default
 
     out_root = Path(out_root)
     records = []
-    for path in sorted(out_root.glob(f"*/{preset}/result.json")):   # canonical runs only (no +set-)
+    for path in sorted(out_root.glob(f"*/{preset}/result.json")):   # canonical runs only (no +set-, no +seeds-)
         records.append((path.parent, json.loads(path.read_text())))
     counts: dict[str, int] = {}
     for _, r in records:

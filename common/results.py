@@ -5,9 +5,11 @@ Layout of an output root (``results/`` by default)::
     results/<experiment>/<preset>/result.json      metrics (mean over seeds, per seed) + claims + provenance
     results/<experiment>/<preset>/tables.md        measured beside reported, plus the experiment's tables
     results/<experiment>/<preset>/seed-<n>/*.png   figures of each training seed
-    results/<experiment>/<preset>+set-<hash>/      a run with --set overrides (never the canonical one)
+    results/<experiment>/<preset>+seeds-1-3/       a run on other seeds than the preset's (never the canonical one)
+    results/<experiment>/<preset>+set-<hash>/      a run with --set overrides (never the canonical one);
+                                                   both: <preset>+seeds-<list>+set-<hash>/
     results/<experiment>/.archive/<preset>-<ts>/   earlier good runs (never overwritten)
-    results/<experiment>/<preset>.failed-<ts>/     a run that died (its error.txt); the good one stays
+    results/<experiment>/<preset>.failed-<ts>-<pid>[-n]/   a run that died (its error.txt); the good one stays
     results/<experiment>/<preset>.partial-<ts>-<host>-<pid>/   a run in progress (its staging folder)
     results/_work/...                              trainer checkpoints (resume, reuse across experiments)
     results/REPORT.md                              every table, figure and claim check
@@ -204,16 +206,50 @@ def _archive_path(final: Path, stamp: str) -> Path:
     """A free ``.archive/<preset>-<stamp>[-n]`` folder name (several runs may start in one second)."""
     base = final.parent / ".archive" / f"{final.name}-{stamp}"
     base.parent.mkdir(parents=True, exist_ok=True)
+    return _free_name(base)
+
+
+def _free_name(base: Path) -> Path:
+    """``base``, or ``base-1``, ``base-2``, ... : the first that does not exist yet."""
     path, n = base, 1
     while path.exists():
         path, n = base.with_name(f"{base.name}-{n}"), n + 1
     return path
 
 
+def ensure_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it: a read-only or unreachable ``--out`` is one
+    line (ConfigError, exit code 2) before any work, not a traceback after the training."""
+    from common.config import ConfigError
+    probe = Path(folder) / f".write-probe-{os.getpid()}"
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {folder} is not writable ({e.strerror or e}): make it writable or choose "
+                          f"another folder with --out") from None
+
+
+def os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind ``error`` (itself, or one it was raised from), if any: a full disk can
+    surface wrapped in another library's exception."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def mark_failed(staging: Path, final: Path, error: str) -> Path | None:
     """Keep a failed run's folder beside the good one, with the error; the good one is untouched.
-    When even error.txt cannot be written (disk full), say so on stderr and return None."""
-    failed = final.with_name(f"{final.name}.failed-{utc_stamp()}")
+    When even error.txt cannot be written (disk full), say so on stderr and return None.
+
+    The name carries time, pid and a counter: two failures in one second (``--all`` with a broken
+    data root fails every experiment at once) each keep their own folder."""
+    failed = _free_name(final.with_name(f"{final.name}.failed-{utc_stamp()}-{os.getpid()}"))
     try:
         (staging / "error.txt").write_text(error)
         os.replace(staging, failed)

@@ -7,9 +7,11 @@
     python -m common.run vqa --preset default          # a whole chapter (= --all --only vqa)
     python -m common.run --report --preset default     # only rebuild REPORT.md
     python -m common.run --readme-tables               # rewrite the chapter READMEs' results blocks
+    python -m common.run --check-readme --out D        # do the READMEs' blocks say what the results in D say?
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=8 -m common.run <experiment> --preset paper``.
 Bad names, presets, config keys or values: one line on stderr, exit code 2, before any work.
+A read-only --out: one line, exit code 2, before any work.
 A failed run: one message naming the file and the fix, exit code 1 (the traceback is in the failed
 run's error.txt; ``--debug`` prints it here too). Ctrl-C: exit code 130, and a rerun resumes.
 """
@@ -65,14 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list experiments and exit")
     p.add_argument("--all", action="store_true", help="run every experiment at the preset, then the report")
     p.add_argument("--only", default="", help="with --all: comma-separated experiment names or chapters; "
-                                                 "with --readme-tables: chapter folders")
+                                                 "with --readme-tables / --check-readme: chapter folders")
     p.add_argument("--report", action="store_true", help="rebuild results/REPORT.md and exit")
     p.add_argument("--readme-tables", action="store_true",
                    help="rewrite the results blocks of the chapter READMEs from results/ and exit")
+    p.add_argument("--check-readme", action="store_true",
+                   help="compare every README results block with the results in --out, cell by cell; exit 1 "
+                        "naming each difference (or when no block has a result there)")
     p.add_argument("--preset", default="default", help="smoke | default | paper")
     p.add_argument("--data-root", default=None, help="root of real datasets (else $ICV_DATA_ROOT)")
     p.add_argument("--out", default="results", help="output root (default: results)")
-    p.add_argument("--seed", type=_non_negative, default=None, help="run this one training seed")
+    p.add_argument("--seed", type=_non_negative, default=None,
+                   help="run this one training seed (written to <preset>+seeds-<n>/ unless it is the preset's)")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="training seeds, e.g. 0,1,2 (default: the preset's: 3 at default, 1 at smoke/paper)")
     p.add_argument("--jobs", type=_positive, default=max(1, min(2, os.cpu_count() or 1)),
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in update_readmes(args.out, [s.strip() for s in args.only.split(",") if s.strip()]):
                 print(f"updated {path}")
             return 0
+        if args.check_readme:
+            return _check_readme(args)
         if args.all:
             names = select(list(discover()), [s.strip() for s in args.only.split(",") if s.strip()])
         elif args.experiment and "." not in args.experiment and "@" not in args.experiment:
@@ -154,12 +162,34 @@ def _run(names, seeds, overrides, args) -> int:
     return 0
 
 
+def _check_readme(args) -> int:
+    """Exit 0 when every README block with a result in --out says what that result says; 1 when a
+    cell differs, or when no block has a result there to compare with (a check of nothing is no
+    pass). Blocks without a result are listed as not checked and do not fail the check otherwise."""
+    from common.readme_tables import check_readmes
+    report = check_readmes(args.out, [s.strip() for s in args.only.split(",") if s.strip()])
+    for line in report.not_checked:
+        print(f"not checked: {line}")
+    for line in report.differences:
+        print(f"differs: {line}")
+    print(f"{report.checked} block(s) checked against {args.out}: {len(report.differences)} difference(s), "
+          f"{len(report.not_checked)} block(s) not checked")
+    if report.differences:
+        print(f"error: README blocks differ from {args.out}; rerun python -m common.run --readme-tables --out "
+              f"{args.out} (or find the run they were written from)", file=sys.stderr)
+        return 1
+    if not report.checked:
+        print(f"error: no README block has a result in {args.out}: nothing was checked", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _print_summary(record, args) -> None:
     prov = record["provenance"]
     std = record.get("metrics_std") or {}
     print(f"\n== {record['experiment']} ({args.preset}, seeds {','.join(map(str, prov['seeds']))}) in "
           f"{prov['wall_time_s']:.1f} s over its seeds -> "
-          f"{result_dir(args.out, record['experiment'], args.preset, prov.get('overrides'))}")
+          f"{result_dir(args.out, record['experiment'], args.preset, prov.get('overrides'), prov['seeds'])}")
     for st in next(iter(prov.get("stages", {}).values()), []):
         print(f"   stage {st['stage']}: {st['status']}" + (f" (step {st['step']})" if st.get("step") else "")
               + f" in {st['folder']}")

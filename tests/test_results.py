@@ -5,7 +5,9 @@ import os
 import pytest
 
 from common import claims as C
+from common import results as R
 from common.claims import Claim
+from common.config import TrainConfig
 from common.experiment import run_experiment
 from common.registry import Experiment, register
 from common.report import write_report
@@ -39,7 +41,7 @@ register(Experiment(name="toy.exp", target="tests.test_results:toy", config=ToyC
 
 def test_result_record_has_provenance_and_tables(tmp_path):
     rec = run_experiment("toy.exp", "default", out_root=tmp_path, seed=5)
-    d = tmp_path / "toy.exp" / "default"
+    d = tmp_path / "toy.exp" / "default+seeds-5"
     on_disk = json.loads((d / "result.json").read_text())
     prov = on_disk["provenance"]
     for key in ("config", "preset", "datasets", "seed", "device", "versions", "git", "wall_time_s", "started_utc"):
@@ -55,32 +57,84 @@ def test_result_record_has_provenance_and_tables(tmp_path):
 
 
 def test_failed_run_keeps_previous_result(tmp_path, monkeypatch):
-    run_experiment("toy.exp", "default", out_root=tmp_path, seed=0)
-    good = (tmp_path / "toy.exp" / "default" / "result.json").read_text()
+    run_experiment("toy.exp", "smoke", out_root=tmp_path)
+    good = (tmp_path / "toy.exp" / "smoke" / "result.json").read_text()
     # a failing run of the canonical folder (the failure planted through the config class itself)
     monkeypatch.setenv("TOY_PLANTED_FAILURE", "1")
     with pytest.raises(RuntimeError, match="planned failure"):
-        run_experiment("toy.exp", "default", out_root=tmp_path, seed=0)
+        run_experiment("toy.exp", "smoke", out_root=tmp_path)
     monkeypatch.delenv("TOY_PLANTED_FAILURE")
-    assert (tmp_path / "toy.exp" / "default" / "result.json").read_text() == good
-    failed = list((tmp_path / "toy.exp").glob("default.failed-*"))
+    assert (tmp_path / "toy.exp" / "smoke" / "result.json").read_text() == good
+    failed = list((tmp_path / "toy.exp").glob("smoke.failed-*"))
     assert len(failed) == 1 and "planned failure" in (failed[0] / "error.txt").read_text()
     # a second good run replaces the current one and archives the first, never deletes it
-    run_experiment("toy.exp", "default", out_root=tmp_path, seed=1)
-    archived = list((tmp_path / "toy.exp" / ".archive").glob("default-*/result.json"))
+    run_experiment("toy.exp", "smoke", out_root=tmp_path)
+    archived = list((tmp_path / "toy.exp" / ".archive").glob("smoke-*/result.json"))
     assert len(archived) == 1 and archived[0].read_text() == good
-    assert not list((tmp_path / "toy.exp").glob("default.partial-*"))
+    assert not list((tmp_path / "toy.exp").glob("smoke.partial-*"))
 
 
 def test_override_run_never_displaces_the_canonical_result(tmp_path):
-    run_experiment("toy.exp", "default", out_root=tmp_path, seed=0)
-    good = (tmp_path / "toy.exp" / "default" / "result.json").read_text()
-    rec = run_experiment("toy.exp", "default", out_root=tmp_path, seed=0, overrides={"value": 0.1})
-    assert (tmp_path / "toy.exp" / "default" / "result.json").read_text() == good
-    tweaked = list((tmp_path / "toy.exp").glob("default+set-*/result.json"))
+    run_experiment("toy.exp", "smoke", out_root=tmp_path)
+    good = (tmp_path / "toy.exp" / "smoke" / "result.json").read_text()
+    rec = run_experiment("toy.exp", "smoke", out_root=tmp_path, overrides={"value": 0.1})
+    assert (tmp_path / "toy.exp" / "smoke" / "result.json").read_text() == good
+    tweaked = list((tmp_path / "toy.exp").glob("smoke+set-*/result.json"))
     assert len(tweaked) == 1 and rec["provenance"]["overrides"] == {"value": 0.1}
     assert "Not the preset's canonical run" in (tweaked[0].parent / "tables.md").read_text()
-    assert "acc | 10.00" not in write_report(tmp_path, "default").read_text()   # REPORT: canonical only
+    assert "acc | 10.00" not in write_report(tmp_path, "smoke").read_text()   # REPORT: canonical only
+
+
+def test_a_run_on_other_seeds_never_displaces_the_canonical_result(tmp_path):
+    run_experiment("toy.exp", "default", out_root=tmp_path)                   # the preset's seeds 0, 1, 2
+    canonical = tmp_path / "toy.exp" / "default"
+    good = (canonical / "result.json").read_text()
+    run_experiment("toy.exp", "default", out_root=tmp_path, seed=1)           # --seed 1
+    run_experiment("toy.exp", "default", out_root=tmp_path, seeds=[0, 3])     # --seeds 0,3
+    run_experiment("toy.exp", "default", out_root=tmp_path, seeds=[1], overrides={"value": 0.2})
+    assert (canonical / "result.json").read_text() == good and not (tmp_path / "toy.exp" / ".archive").exists()
+    seeds_of = {p.parent.name: json.loads(p.read_text())["provenance"]["seeds"]
+                for p in (tmp_path / "toy.exp").glob("*/result.json")}
+    tweak = next(n for n in seeds_of if "+set-" in n)
+    assert seeds_of == {"default": [0, 1, 2], "default+seeds-1": [1], "default+seeds-0-3": [0, 3], tweak: [1]}
+    assert tweak.startswith("default+seeds-1+set-")                         # seeds first, then overrides
+    # the same set in another order is the preset's run: it replaces the canonical result (archived)
+    run_experiment("toy.exp", "default", out_root=tmp_path, seeds=[2, 1, 0])
+    assert len(list((tmp_path / "toy.exp" / ".archive").glob("default-*/result.json"))) == 1
+    report = write_report(tmp_path, "default").read_text()                  # REPORT: canonical only
+    assert report.count("## toy.exp: ") == 1 and "seeds 2, 1, 0," in report and "seed 1," not in report
+
+
+def test_cli_summary_names_the_folder_a_seed_run_wrote(tmp_path, capsys):
+    from common.run import main
+    assert main(["toy.exp", "--seed", "1", "--out", str(tmp_path), "--jobs", "1"]) == 0
+    written = tmp_path / "toy.exp" / "default+seeds-1"
+    assert f"-> {written}\n" in capsys.readouterr().out and (written / "result.json").exists()
+    assert not (tmp_path / "toy.exp" / "default").exists()
+
+
+@dataclasses.dataclass
+class SeededConfig:
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def seeded_toy(cfg, ctx):
+    train = ctx.train_config(cfg.train)       # what a chapter hands to the trainer
+    return {"train_seed": train.seed}
+
+
+register(Experiment(name="toyseeded.exp", target="tests.test_results:seeded_toy", config=SeededConfig,
+                    presets={"smoke": {}, "default": {}, "paper": {}}))
+
+
+def test_provenance_config_holds_the_seed_the_run_used(tmp_path):
+    rec = run_experiment("toyseeded.exp", "default", out_root=tmp_path, seed=5, device="cpu")
+    assert rec["metrics"]["train_seed"] == 5
+    train = json.loads((tmp_path / "toyseeded.exp" / "default+seeds-5" / "result.json").read_text()
+                       )["provenance"]["config"]["train"]
+    assert train["seed"] == 5 and train["device"] == "cpu"                 # not the dataclass' 0 and "auto"
+    several = run_experiment("toyseeded.exp", "default", out_root=tmp_path, seeds=[3, 4])
+    assert several["provenance"]["config"]["train"]["seed"] == [3, 4] == several["provenance"]["seeds"]
 
 
 def test_report_gathers_tables_and_claims(tmp_path):
@@ -136,9 +190,10 @@ def test_threads_are_set_for_the_run_and_restored(tmp_path):
     assert torch.get_num_threads() == before                           # restored afterwards
 
 
-def test_several_results_in_one_second_are_all_archived(tmp_path):
-    for s in range(4):      # four runs finishing within the same second: every earlier one archived
-        run_experiment("toy.exp", "default", out_root=tmp_path, seed=s)
-    archived = sorted(json.loads(p.read_text())["provenance"]["seed"]
-                      for p in (tmp_path / "toy.exp" / ".archive").glob("default-*/result.json"))
-    assert archived == [0, 1, 2]
+def test_several_results_in_one_second_are_all_archived(tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "utc_stamp", lambda: "20260101T000000Z")     # every run in the same second
+    for n in range(4):
+        run_experiment("toy.exp", "smoke", out_root=tmp_path)
+        (tmp_path / "toy.exp" / "smoke" / f"run-{n}").write_text("")     # tells the runs apart
+    archived = sorted(p.name for p in (tmp_path / "toy.exp" / ".archive").glob("smoke-*/run-*"))
+    assert archived == ["run-0", "run-1", "run-2"]

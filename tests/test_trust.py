@@ -141,7 +141,8 @@ class ToyConfig:
 def toy_metric(cfg, ctx):
     if os.environ.get("TOY_TRUST_FAIL"):
         raise RuntimeError("planned failure")
-    return {"acc": 60.0 + 10.0 * ctx.seed, "chance": 50.0, "value": cfg.value}
+    return {"acc": 60.0 + 10.0 * ctx.seed, "chance": 50.0, "value": cfg.value,
+            "run": float(os.environ.get("TOY_TRUST_RUN", 0))}      # tells two runs of one seed apart
 
 
 register(Experiment(name="trusttoy.exp", target="tests.test_trust:toy_metric", config=ToyConfig,
@@ -164,8 +165,8 @@ def _dead_pid() -> int:
 # result to .archive/, 4 the staging folder into place
 @pytest.mark.parametrize("kill_at", ["replace 1", "replace 2", "replace 3", "replace 4"])
 def test_promotion_survives_a_kill_at_every_step(tmp_path, monkeypatch, kill_at):
-    run_experiment("trusttoy.exp", "default", out_root=tmp_path, seed=0)
-    final = tmp_path / "trusttoy.exp" / "default"
+    run_experiment("trusttoy.exp", "smoke", out_root=tmp_path)
+    final = tmp_path / "trusttoy.exp" / "smoke"
     calls = {"replace": 0}
     real_replace = os.replace
 
@@ -176,21 +177,22 @@ def test_promotion_survives_a_kill_at_every_step(tmp_path, monkeypatch, kill_at)
         return real_replace(src, dst)
 
     monkeypatch.setattr(R.os, "replace", replace)
+    monkeypatch.setenv("TOY_TRUST_RUN", "1")
     with pytest.raises(Killed):
-        run_experiment("trusttoy.exp", "default", out_root=tmp_path, seed=1)
+        run_experiment("trusttoy.exp", "smoke", out_root=tmp_path)
     monkeypatch.undo()
     # the process died: give its staging folder a dead pid, as a real kill would leave it
-    (staging,) = (tmp_path / "trusttoy.exp").glob("default.partial-*")
+    (staging,) = (tmp_path / "trusttoy.exp").glob("smoke.partial-*")
     stamp, host_pid = staging.name.split(".partial-")[1].split("-", 1)
-    staging.rename(staging.with_name(f"default.partial-{stamp}-{socket.gethostname()}-{_dead_pid()}"))
+    staging.rename(staging.with_name(f"smoke.partial-{stamp}-{socket.gethostname()}-{_dead_pid()}"))
     R.recover_staging(tmp_path)
     now = json.loads((final / "result.json").read_text())
     archived = [json.loads(p.read_text()) for p in (tmp_path / "trusttoy.exp" / ".archive").glob("*/result.json")]
     if kill_at in ("replace 1", "replace 2"):   # the second run never finished: the first stays, nothing half-written
-        assert now["provenance"]["seeds"] == [0] and not archived
+        assert now["metrics"]["run"] == 0 and not archived
     else:                            # it finished: it is promoted, the first is archived, nothing lost
-        assert now["provenance"]["seeds"] == [1] and [a["provenance"]["seeds"] for a in archived] == [[0]]
-    assert not list((tmp_path / "trusttoy.exp").glob("default.partial-*"))
+        assert now["metrics"]["run"] == 1 and [a["metrics"]["run"] for a in archived] == [0]
+    assert not list((tmp_path / "trusttoy.exp").glob("smoke.partial-*"))
 
 
 def test_recovery_leaves_live_runs_and_other_hosts_alone(tmp_path):
@@ -211,8 +213,8 @@ def test_recovery_leaves_live_runs_and_other_hosts_alone(tmp_path):
 
 
 def test_disk_full_keeps_the_old_result_and_says_so(tmp_path, monkeypatch, capsys):
-    run_experiment("trusttoy.exp", "default", out_root=tmp_path, seed=0)
-    good = (tmp_path / "trusttoy.exp" / "default" / "result.json").read_text()
+    run_experiment("trusttoy.exp", "smoke", out_root=tmp_path)
+    good = (tmp_path / "trusttoy.exp" / "smoke" / "result.json").read_text()
     real = Path.write_text
 
     def full(self, *a, **k):
@@ -222,10 +224,10 @@ def test_disk_full_keeps_the_old_result_and_says_so(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(Path, "write_text", full)
     monkeypatch.setenv("TOY_TRUST_FAIL", "1")
     with pytest.raises(ExperimentFailed, match="planned failure"):
-        run_experiment("trusttoy.exp", "default", out_root=tmp_path, seed=0)
+        run_experiment("trusttoy.exp", "smoke", out_root=tmp_path)
     err = capsys.readouterr().err
     assert "could not write" in err and "No space left" in err and "planned failure" in err
-    assert (tmp_path / "trusttoy.exp" / "default" / "result.json").read_text() == good
+    assert (tmp_path / "trusttoy.exp" / "smoke" / "result.json").read_text() == good
 
 
 def test_cli_failure_is_one_message_without_traceback(env_with_root, tmp_path):
@@ -263,7 +265,7 @@ def test_variants_have_their_own_folder_and_only_selects_exactly(tmp_path):
     assert select(names, ["trusttoy"]) == ["trusttoy.exp", "trusttoy.exp@high"]
     with pytest.raises(REG.ConfigError, match="no experiment or chapter"):
         select(names, ["trusttoy.ex"])
-    rec = run_experiment("trusttoy.exp@high", "default", out_root=tmp_path, seed=0)
+    rec = run_experiment("trusttoy.exp@high", "default", out_root=tmp_path)
     assert rec["metrics"]["value"] == 0.9 and (tmp_path / "trusttoy.exp@high" / "default" / "result.json").exists()
     assert "trusttoy.exp@high" in write_report(tmp_path, "default").read_text()
 
@@ -308,8 +310,8 @@ def test_a_dead_worker_fails_its_experiment_not_the_run(tmp_path):
     # the seeds that shared the broken pool with it were rerun: the other experiment is complete
     assert isinstance(out["trusttoy.exp"], dict), out["trusttoy.exp"]
     assert sorted(out["trusttoy.exp"]["metrics_by_seed"]) == ["0", "1"]
-    assert not (tmp_path / "trustdies.exp" / "default").exists()
-    assert list((tmp_path / "trustdies.exp").glob("default.failed-*/error.txt"))
+    assert not (tmp_path / "trustdies.exp" / "default+seeds-0-1").exists()
+    assert list((tmp_path / "trustdies.exp").glob("default+seeds-0-1.failed-*/error.txt"))
 
 
 def test_experiments_sharing_stages_share_a_lane():
