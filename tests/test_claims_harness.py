@@ -50,6 +50,7 @@ def test_a_missing_number_never_fails_a_passing_claim(name, index):
     ERROR or a crash. A NaN is a number that is not there; it cannot refute a finding."""
     exp = _registered()[name]
     claim = exp.claims[index]
+    assert claim.fixtures is not None, f"{name}: {claim.text!r} has no fixtures"
     preset = fixture_preset(claim)
     cfg = exp.resolve_config(preset)
     wrong = {}
