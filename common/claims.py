@@ -13,6 +13,16 @@ Small effects are compared with the noise (notes/README.md), never as two point 
   ``interval_within``, ``intervals_descending``);
 - over training seeds, ``evaluate_over_seeds`` passes a claim only when it passes on every seed
   (each seed's own bootstrap interval included), and says on how many seeds it held.
+
+Missing numbers. SKIP means the results hold the keys but the numbers are not there: NaN (an empty
+bracket, no matched-L2 overlap), or a part of the experiment not run at this preset, which the check
+tests for explicitly (``if key not in m: return None, ...``) and reports as SKIP. Any other key that a
+check reads and the results lack is ERROR ("metric 'x' missing from the results"): a renamed or
+forgotten metric is a wiring bug, which SKIP would hide. Neither is ever PASS.
+
+Fixtures. Every registered claim declares ``Fixtures`` beside it: hand-made metrics for which it must
+say PASS, FAIL and SKIP (``tests/test_claims_harness.py`` walks the registry and checks each with
+``fixture_problems``; a claim without them fails there).
 """
 from __future__ import annotations
 
@@ -26,12 +36,43 @@ Verdict = "tuple[bool | None, str]"
 Check = Callable[[Mapping[str, float], Any], Verdict]
 
 
+VERDICTS = ("PASS", "FAIL", "SKIP")
+
+
+class _Absent:
+    def __repr__(self):
+        return "ABSENT"
+
+
+ABSENT = _Absent()   # in a fixture's changes: the key is removed (the results lack it)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixtures:
+    """Hand-made metrics for which a claim must say PASS, FAIL and SKIP, judged at ``fixture_preset``.
+
+    ``PASS`` is a whole metrics dict: the keys the check reads, at magnitudes the experiment produces.
+    ``FAIL`` and ``SKIP`` are *changes* to ``PASS``, so that the pair reads as the finding: what moves
+    from PASS to FAIL is what the claim is about. SKIP changes are NaN (the numbers are not there) or
+    ``ABSENT`` (a part of the experiment that was not run, where the check looks for the key)."""
+    PASS: Mapping[str, float]
+    FAIL: Mapping[str, Any]
+    SKIP: Mapping[str, Any]
+
+    def metrics(self, verdict: str) -> dict:
+        if verdict == "PASS":
+            return dict(self.PASS)
+        merged = {**self.PASS, **getattr(self, verdict)}
+        return {k: v for k, v in merged.items() if v is not ABSENT}
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
     text: str                       # the finding, in the thesis' words where possible
     check: Check                    # (metrics, cfg) -> (True | False | None, detail)
     presets: tuple[str, ...] | None = None   # None: every preset
     source: str = ""                # where the thesis says it (e.g. "000 L942")
+    fixtures: Fixtures | None = None   # required of every registered claim (tests/test_claims_harness.py)
 
     def evaluate(self, metrics: Mapping[str, float], preset: str, cfg: Any = None) -> dict:
         out = {"claim": self.text, "source": self.source}
@@ -161,3 +202,52 @@ def binomial_ci(successes: int, n: int, alpha: float = 0.05) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# --------------------------------------------------------------------------------------------------
+# The claim harness: every registered claim against its own fixtures
+# --------------------------------------------------------------------------------------------------
+def fixture_preset(claim: Claim) -> str:
+    """The preset a claim's fixtures are judged at: "default" where the claim applies there, else its
+    first preset (a paper-only claim is judged at "paper", never skipped for its preset)."""
+    return "default" if claim.presets is None or "default" in claim.presets else claim.presets[0]
+
+
+def judge_fixture(exp, claim: Claim, verdict: str) -> dict:
+    """``claim.evaluate`` on its ``verdict`` fixture, with the experiment's config at ``fixture_preset``.
+    Status "NO FIXTURES" when the claim declares none, "CRASH" when the check raises."""
+    if claim.fixtures is None:
+        return {"claim": claim.text, "source": claim.source, "status": "NO FIXTURES",
+                "detail": "declare Claim(..., fixtures=Fixtures(PASS=..., FAIL=..., SKIP=...))"}
+    preset = fixture_preset(claim)
+    try:
+        return claim.evaluate(claim.fixtures.metrics(verdict), preset, exp.resolve_config(preset))
+    except Exception as e:   # a check that crashes on its own fixture is reported, not raised
+        return {"claim": claim.text, "source": claim.source, "status": "CRASH", "detail": f"{type(e).__name__}: {e}"}
+
+
+def fixture_problem(exp, claim: Claim, verdict: str) -> str | None:
+    """What is wrong with ``claim``'s ``verdict`` fixture (missing, a SKIP fixture that changes numbers
+    rather than removing them, or a fixture that does not give its verdict); None when nothing is."""
+    name = f"{exp.name}: {claim.text!r}"
+    if claim.fixtures is None:
+        return f"{name} has no fixtures"
+    if verdict == "SKIP":
+        numbers = sorted(k for k, v in claim.fixtures.SKIP.items() if v is not ABSENT and not _nan(v))
+        if numbers:
+            return f"{name}: the SKIP fixture sets {numbers} to numbers (only NaN or ABSENT: numbers not there)"
+    got = judge_fixture(exp, claim, verdict)
+    if got["status"] != verdict:
+        return f"{name}: the {verdict} fixture gives {got['status']} ({got['detail']})"
+    return None
+
+
+def fixture_problems(exp) -> list[str]:
+    """Every problem of every claim's fixtures of ``exp`` (``fixture_problem``); [] when there are none."""
+    found = (fixture_problem(exp, claim, verdict) for claim in exp.claims for verdict in VERDICTS)
+    return list(dict.fromkeys(p for p in found if p))   # a claim without fixtures is one line, not three
+
+
+def interval_metrics(key: str, value: float, lo: float, hi: float) -> dict[str, float]:
+    """``{key: value, key_lo: lo, key_hi: hi}``: the three keys an interval is stored under, for fixtures."""
+    return {key: value, f"{key}_lo": lo, f"{key}_hi": hi}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from adversarial.config import AdversarialConfig   # dataclasses only
-from common.claims import Claim, interval_above, interval_below
+from common.claims import Claim, Fixtures, interval_above, interval_below, interval_metrics as iv
 from common.registry import Experiment, register
 from experiments.capacity import PRESETS as CAPACITY_PRESETS
 
@@ -127,26 +127,80 @@ def _ssim_separated(m, cfg):
     return ok, f"max SSIM(f_R, .) = {m['ssim_fR_max']:.3f}, min among AE-based = {m['ssim_ae_min']:.3f}; {d}"
 
 
+# --------------------------------------------------------------------------------------------------
+# Fixtures: hand-made metrics for PASS / FAIL / SKIP (accuracy points, the default run's magnitudes;
+# a gap is (mean, lo, hi), its paired 95 % interval; NaN: no matched-L2 overlap)
+# --------------------------------------------------------------------------------------------------
+NAN = float("nan")
+_NAN3 = (NAN, NAN, NAN)
+TAGS = ("fR", "fI", "fR_AR", "fI_AI", "fR_AS")
+
+
+def _gaps(template, values):
+    """``{template.format(a=attack, r=role): (mean, lo, hi)}`` -> the metrics of those gaps."""
+    return {k: v for (a, r), g in values.items() for k, v in iv(template.format(a=a, r=r), *g).items()}
+
+
+_STSNET_ABOVE = {**_gaps("gap_{a}_f{r}_A{r}_vs_f{r}", {
+                     ("fgsm", "R"): (8.6, 5.2, 12.0), ("bim", "R"): (26.4, 22.9, 29.9), ("cw", "R"): (4.1, 1.6, 6.6),
+                     ("fgsm", "I"): (6.2, 2.9, 9.5), ("bim", "I"): (19.7, 15.8, 23.6), ("cw", "I"): (3.3, 0.9, 5.7)}),
+                 **{f"drop_{a}_f{r}{end}": v for a, d in (("fgsm", 61.0), ("bim", 88.5), ("cw", 79.2)) for r in ROLES
+                    for end, v in (("", d), ("_lo", d - 3.1))}}
+# iterative minus FGSM at matched L2: BIM far stronger, C&W a little
+_ITERATIVE = {k: v for t in TAGS for a, g in (("bim", (-19.6, -22.3, -16.9)), ("cw", (-3.1, -5.0, -1.2)))
+              for k, v in iv(f"gap_{a}_vs_fgsm_{t}", *g).items()}
+# the largest rise of accuracy between two budgets and its upper bound: noise around 0
+_RISES = {f"rise_{a}_{t}{end}": v for t in TAGS for a in ATTACKS for end, v in (("", 0.3), ("_hi", 1.1))}
+_ORDERED = {**_gaps("gap_{a}_fR_AS_vs_fR", {(a, "R"): (3.4, 1.0, 5.8) for a in ATTACKS}),
+            **_gaps("gap_{a}_f{r}_A{r}_vs_fR_AS", {(a, r): (5.2, 2.6, 7.8) for a in ATTACKS for r in ROLES})}
+_DIRECT = _gaps("gap_{a}_f{r}_from_f{r}_A{r}_vs_f{r}_A{r}", {
+    ("fgsm", "R"): (7.9, 5.1, 10.6), ("bim", "R"): (23.7, 20.1, 27.3), ("cw", "R"): (7.6, 5.6, 9.5),
+    ("fgsm", "I"): (8.3, 5.3, 11.3), ("bim", "I"): (35.4, 31.0, 39.8), ("cw", "I"): (7.2, 4.9, 9.5)})
+_BPDA = {**_gaps("gap_{a}_bpda_f{r}_A{r}_vs_f{r}", {(a, r): (6.7, 3.9, 9.5) for a in ATTACKS for r in ROLES}),
+         **_gaps("gap_{a}_f{r}_A{r}_vs_bpda_f{r}_A{r}", {(a, r): (1.4, -0.9, 3.7) for a in ATTACKS for r in ROLES})}
+
+
 L = {"tol": "within cfg.tol accuracy points", "m": "cfg.margin"}
 C_ABOVE = Claim("each StSNet lies above its baseline at matched normalised L2 for FGSM, BIM and C&W, and the "
-                "baseline actually drops", _stsnet_above, presets=("default", "paper"), source="000 L1480-1484, Fig 6.3")
+                "baseline actually drops", _stsnet_above, presets=("default", "paper"), source="000 L1480-1484, Fig 6.3",
+                fixtures=Fixtures(PASS=_STSNET_ABOVE, FAIL=iv("gap_cw_fI_AI_vs_fI", -5.1, -8.4, -1.8),
+                                  SKIP=iv("gap_bim_fI_AI_vs_fI", *_NAN3)))
 C_ITER = Claim(f"iterative attacks (BIM, C&W) at least as strong as FGSM at matched L2 ({L['tol']})", _iterative_stronger,
-               presets=("default", "paper"), source="000 L1496-1500")
+               presets=("default", "paper"), source="000 L1496-1500",
+               fixtures=Fixtures(PASS=_ITERATIVE, FAIL=iv("gap_cw_vs_fgsm_fR", 3.2, 2.4, 4.0),
+                                 SKIP=iv("gap_cw_vs_fgsm_fR", *_NAN3)))
 C_MONO = Claim("accuracy non-increasing as the budget grows (no rise between budgets whose upper bound "
                 "reaches cfg.tol points)", _monotone,
-               presets=("default", "paper"), source="000 L1500")
+               presets=("default", "paper"), source="000 L1500",
+               fixtures=Fixtures(PASS=_RISES, FAIL={"rise_fgsm_fR": 4.8, "rise_fgsm_fR_hi": 6.3},   # FGSM recovers
+                                 SKIP={"rise_fgsm_fR": NAN, "rise_fgsm_fR_hi": NAN}))
 C_ORDER = Claim("f_R below f_R o A_S below both StSNets at matched L2", _ordering, presets=("default", "paper"),
-                source="000 L1484, L1492")
+                source="000 L1484, L1492",
+                fixtures=Fixtures(PASS=_ORDERED, FAIL=iv("gap_bim_fR_AS_vs_fR", -11.4, -15.0, -7.8),
+                                  SKIP=iv("gap_bim_fR_AS_vs_fR", *_NAN3)))
 C_CLEAN = Claim("no clean-accuracy cost: top-1 of f_i o A_i not below f_i by more than cfg.margin", _no_clean_cost,
-                source="000 L1558, Tab 5.1")
+                source="000 L1558, Tab 5.1",
+                fixtures=Fixtures(PASS={**iv("clean_cost_R", -0.4, -1.2, 0.4), **iv("clean_cost_I", -0.8, -1.7, 0.1)},
+                                  FAIL=iv("clean_cost_R", -5.3, -6.6, -4.0),
+                                  SKIP=iv("clean_cost_I", *_NAN3)))
 C_INC = Claim("Inception-v3 slightly more robust than ResNet50 (FGSM), the gap wider with the autoencoder",
-              _inception_vs_resnet, presets=("paper",), source="000 L1482")
+              _inception_vs_resnet, presets=("paper",), source="000 L1482",
+              fixtures=Fixtures(PASS={**iv("gap_fgsm_fI_vs_fR", 2.1, 0.8, 3.4), **iv("gap_fgsm_fI_AI_vs_fR_AR", 4.6, 3.0, 6.2)},
+                                FAIL=iv("gap_fgsm_fI_AI_vs_fR_AR", 1.2, -0.5, 2.9),   # the AE narrows the gap
+                                SKIP=iv("gap_fgsm_fI_vs_fR", *_NAN3)))
 C_DIRECT = Claim(f"attacks computed on the StSNet and fed to the classifier are at least as robust as the regular "
-                 f"setting ({L['tol']})", _direct_as_robust, presets=("default", "paper"), source="000 L1514, Fig 6.4")
+                 f"setting ({L['tol']})", _direct_as_robust, presets=("default", "paper"), source="000 L1514, Fig 6.4",
+                 fixtures=Fixtures(PASS=_DIRECT, FAIL=iv("gap_fgsm_fR_from_fR_AR_vs_fR_AR", -6.0, -8.7, -3.3),
+                                   SKIP=iv("gap_cw_fI_from_fI_AI_vs_fI_AI", *_NAN3)))
 C_BPDA = Claim(f"the classifier's gradients at A(x), evaluated on the ensemble, lie between f_i and the regular "
-               f"StSNet ({L['tol']})", _bpda_between, presets=("default", "paper"), source="000 L1518-1526, Fig 6.5")
+               f"StSNet ({L['tol']})", _bpda_between, presets=("default", "paper"), source="000 L1518-1526, Fig 6.5",
+               fixtures=Fixtures(PASS=_BPDA, FAIL=iv("gap_bim_fR_AR_vs_bpda_fR_AR", -22.1, -26.0, -18.2),   # BPDA_R above StSNet_R
+                                 SKIP=iv("gap_bim_bpda_fI_AI_vs_fI", *_NAN3)))
 C_SSIM = Claim("every SSIM(f_R, .) is below every SSIM between two autoencoder-based gradients", _ssim_separated,
-               presets=("default", "paper"), source="000 L1535, L1544, Tab 6.1")
+               presets=("default", "paper"), source="000 L1535, L1544, Tab 6.1",
+               fixtures=Fixtures(PASS={"ssim_fR_max": 0.18, "ssim_ae_min": 0.32, **iv("ssim_sep", 0.14, 0.09, 0.19)},
+                                 FAIL={"ssim_fR_max": 0.31, "ssim_ae_min": 0.29, **iv("ssim_sep", -0.02, -0.06, 0.02)},
+                                 SKIP=iv("ssim_sep", *_NAN3)))
 
 # --- reported numbers, exactly as printed (Tab 6.1, upper triangle) --------------------------------
 _T61 = {("f_R", "f_R o A_R"): 0.17, ("f_R", "f_R o A_S"): 0.18, ("f_R", "A_R"): 0.12, ("f_R", "A_S"): 0.14,

@@ -4,7 +4,7 @@ family, Fake-CAM, AD / AI / AG, insertion / deletion): one benchmark of every sa
 from __future__ import annotations
 
 from attribution.config import AttributionConfig
-from common.claims import Claim, interval_above, interval_below
+from common.claims import Claim, Fixtures, interval_above, interval_below
 from common.registry import Experiment, register
 
 PAPER = {"dataset": "imagenet", "eval_split": "val", "model": "vgg16_bn", "image_size": 224, "n_images": 1000,
@@ -60,25 +60,47 @@ def _gt0(key, what):
     return lambda m, cfg=None: interval_above(m[key], 0.0, what, "")
 
 
+# --- fixtures: hand-made metrics for PASS / FAIL / SKIP (the default benchmark on mnist5k-canvas) -------
+# A paired difference is stored as its 95 % interval only (key_lo, key_hi); scores in % as the table's.
+NAN = float("nan")
+
+
+def _paired(key, passing, failing):
+    """PASS / FAIL / SKIP metrics of one paired difference ``key`` (lo, hi) in each case."""
+    def pair(lo, hi):
+        return {f"{key}_lo": lo, f"{key}_hi": hi}
+    return Fixtures(PASS=pair(*passing), FAIL=pair(*failing), SKIP=pair(NAN, NAN))
+
+
 CLAIMS = (
     Claim("Fake-CAM games Average Drop: its AD is lower than Grad-CAM's",
-          _lt0("fakecam_minus_gradcam_AD_hi", "AD(Fake-CAM) - AD(Grad-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1098"),
+          _lt0("fakecam_minus_gradcam_AD_hi", "AD(Fake-CAM) - AD(Grad-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1098",
+          fixtures=_paired("fakecam_minus_gradcam_AD", (-45.1, -29.6), (-2.0, 3.5))),
     Claim("...but fails on Average Gain: its AG is below Opti-CAM's",
-          _lt0("fakecam_minus_opticam_AG_hi", "AG(Fake-CAM) - AG(Opti-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1098"),
+          _lt0("fakecam_minus_opticam_AG_hi", "AG(Fake-CAM) - AG(Opti-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1098",
+          fixtures=_paired("fakecam_minus_opticam_AG", (-22.0, -17.1), (-1.0, 2.4))),
     Claim("insertion does not reward Fake-CAM: lower than Grad-CAM's",
           _lt0("fakecam_minus_gradcam_insertion_hi", "ins(Fake-CAM) - ins(Grad-CAM), 95% paired bootstrap"),
-          presets=("default", "paper"), source="002 Tab 2.4"),
+          presets=("default", "paper"), source="002 Tab 2.4",
+          fixtures=_paired("fakecam_minus_gradcam_insertion", (-21.4, -12.3), (-3.1, 4.6))),
     Claim("deletion does not reward Fake-CAM: higher than Grad-CAM's",
           _gt0("fakecam_minus_gradcam_deletion_lo", "del(Fake-CAM) - del(Grad-CAM), 95% paired bootstrap"),
-          presets=("default", "paper"), source="002 Tab 2.4"),
+          presets=("default", "paper"), source="002 Tab 2.4",
+          fixtures=_paired("fakecam_minus_gradcam_deletion", (9.8, 18.7), (-2.9, 3.8))),
     Claim("Opti-CAM's AD is lower than Grad-CAM's",
-          _lt0("opticam_minus_gradcam_AD_hi", "AD(Opti-CAM) - AD(Grad-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1082"),
+          _lt0("opticam_minus_gradcam_AD_hi", "AD(Opti-CAM) - AD(Grad-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1082",
+          fixtures=_paired("opticam_minus_gradcam_AD", (-40.2, -23.5), (-6.3, 1.9))),
     Claim("Opti-CAM's AG is higher than Grad-CAM's",
-          _gt0("opticam_minus_gradcam_AG_lo", "AG(Opti-CAM) - AG(Grad-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1082"),
+          _gt0("opticam_minus_gradcam_AG_lo", "AG(Opti-CAM) - AG(Grad-CAM), 95% paired bootstrap"), presets=("default", "paper"), source="002 L1082",
+          fixtures=_paired("opticam_minus_gradcam_AG", (13.9, 20.1), (-1.2, 2.6))),
     Claim("extremal perturbations (hybrid) point at the object more often than the centre baseline",
           lambda m, cfg=None: interval_above(m["extremal_pointing_lo"], m[f"{DEFAULT_ROWS}/center/pointing"],
                                              "extremal pointing (Wilson 95%)", "centre baseline"),
-          presets=("default",), source="001 Tab 1"),
+          presets=("default",), source="001 Tab 1",
+          fixtures=Fixtures(PASS={"extremal_pointing_lo": 78.3, "extremal_pointing_hi": 94.9,
+                                  f"{DEFAULT_ROWS}/center/pointing": 71.67},
+                            FAIL={"extremal_pointing_lo": 44.2, "extremal_pointing_hi": 74.9},   # the default run's
+                            SKIP={"extremal_pointing_lo": NAN, "extremal_pointing_hi": NAN})),
 )
 
 register(Experiment(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from auxiliary.config import TAB_7_2_ROWS, SSALConfig
-from common.claims import Claim, interval_above
+from common.claims import ABSENT, Claim, Fixtures, interval_above, interval_metrics as iv
 from common.registry import Experiment, register
 
 S = "000 ch. 7"
@@ -34,11 +34,15 @@ def _grouping_beats_random(m, cfg):
     parts, ok = [], True
     for g in counts:
         key = f"real_G{g}_thesis"
-        if key not in m:
+        if key not in m:      # G above half the labels: not run
             continue
+        if math.isnan(m[key]) or math.isnan(m[f"real_G{g}_random_q975"]):
+            return None, f"G={g}: no off-diagonal confusion (a share of 0 / 0)"
         hit = m[key] > m[f"real_G{g}_random_q975"]
         ok = ok and hit
         parts.append(f"G={g}: {m[key]:.3f} vs random 97.5 % {m[f'real_G{g}_random_q975']:.3f}")
+    if not parts:
+        return None, f"no group count of {counts} was run"
     return ok, "within-group confusion share, thesis grouping on the real matrix: " + "; ".join(parts)
 
 
@@ -69,6 +73,8 @@ def _jp_beats_baseline(m, cfg):
 def _branch_harder_with_more_groups(m, cfg):
     lo, hi = min(cfg.fig7_3_groups), max(cfg.fig7_3_groups)
     a, b = m[f"acc_branch_G{lo}"], m[f"acc_branch_G{hi}"]
+    if math.isnan(a) or math.isnan(b):
+        return None, f"no branch accuracy for G={lo} or G={hi}"
     return a > b, f"branch accuracy G={lo}: {a:.1f} % > G={hi}: {b:.1f} %"
 
 
@@ -83,6 +89,8 @@ def _counts_match(m, names, printed, digits=None):
     for n in names:
         key = n if n.endswith("_M") else f"tab7_2_{n.replace(' ', '_')}_M"
         d = digits if digits is not None else len(repr(float(printed[n])).split(".")[1])
+        if math.isnan(m[key]):
+            return None, f"{n}: no count"
         if round(m[key], d) != printed[n]:
             off[n] = m[key]
     return not off, ("all round to the printed count" if not off else
@@ -94,6 +102,8 @@ def _capacity_counts(m, cfg):
     from auxiliary.tables import TAB_7_2_PRINTED
     ok1, d1 = _counts_match(m, _CAPACITY_COUNTS, TAB_7_2_PRINTED)
     ok2, d2 = _counts_match(m, tuple(_BACKBONE_COUNTS), _BACKBONE_COUNTS)
+    if ok1 is None or ok2 is None:
+        return None, f"{d1}; {d2}"
     return ok1 and ok2, f"Tab 7.2 Wide / Deep / DWR: {d1}; backbones of Tab 7.1 / 7.3: {d2}"
 
 
@@ -133,6 +143,20 @@ REPORTED_PARAMS.update({"resnet18_0br_M": 11.23, "resnet18_1br_M": 11.92, "resne
                         "densenet190-40_3br_M": 38.3})
 
 
+# --- fixtures: hand-made metrics for PASS / FAIL / SKIP (default run on twodigit100; % and p.p.) --------
+NAN = float("nan")
+_NAN3 = (NAN, NAN, NAN)
+# within-group share of the real confusion, thesis grouping vs the 97.5 % quantile of random partitions
+_SHARES = {2: (1.00, 0.62), 4: (0.93, 0.33), 10: (0.82, 0.16), 20: (0.65, 0.10), 33: (0.52, 0.07), 50: (0.41, 0.05)}
+_GROUPING = {k: v for g, (thesis, q975) in _SHARES.items()
+             for k, v in ((f"real_G{g}_thesis", thesis), (f"real_G{g}_random_q975", q975))}
+_COUNTS_AS_PRINTED = {"tab7_2_WideResNet18_M": 25.30, "tab7_2_DeepResNet18_M": 13.34, "tab7_2_DWRResNet18_M": 18.96,
+                      "resnet18_0br_M": 11.23, "wrn28-10_0br_M": 36.56, "se-wrn16-8_0br_M": 11.11,
+                      "densenet190-40_0br_M": 26.10}
+_SSAL_AS_PRINTED = {"tab7_2_SSAL_x1_M": 12.62, "tab7_2_CatFCNoSSAL_M": 13.58, "tab7_2_SSAL_x3_M": 15.61,
+                    "tab7_2_GapCatNoSSAL_M": 15.57, "tab7_2_LinearComb_M": 12.83}
+
+
 def _reg(name, target, title, source, presets=None, reported=None, claims=(), reported_on=CIFAR100_TEST):
     register(Experiment(name=f"auxiliary.{name}", target=target if ":" in target else f"auxiliary.tables:{target}", config=SSALConfig,
                         presets=presets or {"smoke": SMOKE, "default": {}, "paper": PAPER}, title=title, source=source,
@@ -142,22 +166,36 @@ def _reg(name, target, title, source, presets=None, reported=None, claims=(), re
 _reg("grouping", "grouping_study", "Grouping: within-group confusion share (thesis, farthest-point, random)",
      f"{S}, 7.2.1 (Eq 7.1-7.3) + note", claims=(
          Claim("the grouping puts confused labels together (share above 97.5 % of random balanced partitions)",
-               _grouping_beats_random, source="000 L1633-1649"),))
+               _grouping_beats_random, source="000 L1633-1649",
+               fixtures=Fixtures(PASS=_GROUPING, FAIL={"real_G50_thesis": 0.04},   # G = 50: no better than random
+                                 SKIP={k: ABSENT for k in _GROUPING})),))            # no group count run
 _reg("fig7_3", "figure_7_3", "Number of groups: one branch before the first residual block", f"{S}, Fig 7.3", claims=(
     Claim("an SSAL ensemble (JP) beats the plain baseline", _jp_beats_baseline, presets=("default", "paper"),
-          source="000 L1786-1790"),
+          source="000 L1786-1790",
+          fixtures=Fixtures(PASS=iv("gain_G20", 1.8, 0.6, 3.0), FAIL=iv("gain_G20", -6.0, -7.4, -4.6),
+                            SKIP=iv("gain_G20", *_NAN3))),
     Claim("the branch alone gets less accurate as G grows", _branch_harder_with_more_groups,
-          presets=("default", "paper"), source="000 L1792")))
+          presets=("default", "paper"), source="000 L1792",
+          fixtures=Fixtures(PASS={"acc_branch_G2": 70.6, "acc_branch_G20": 40.1},
+                            FAIL={"acc_branch_G2": 52.0, "acc_branch_G20": 55.3},
+                            SKIP={"acc_branch_G20": NAN}))))
 _reg("tab7_2", "table_7_2", "Ablations: capacity-matched baselines, *NoSSAL, LinearComb, SSAL x1 / x3",
      f"{S}, Tab 7.2", presets={"smoke": SMOKE, "default": {},
                                "paper": {**PAPER, "dataset": "tiny-imagenet", "test_split": "val", "augment": True}},
      reported=REPORTED_72, reported_on=TINY_VAL, claims=(
          Claim("SSAL x3 above every capacity-matched baseline and the NoSSAL architectures", _ssal_above_capacity,
-               presets=("default", "paper"), source="000 L1843-1846"),))
+               presets=("default", "paper"), source="000 L1843-1846",
+               fixtures=Fixtures(PASS=iv("ssal3_minus_best_capacity", 2.4, 1.1, 3.7),
+                                 FAIL=iv("ssal3_minus_best_capacity", -4.8, -6.1, -3.5),
+                                 SKIP=iv("ssal3_minus_best_capacity", ABSENT, ABSENT, ABSENT))),))   # rows not run
 _reg("tab7_3", "table_7_3", "Architectures: ours / +TR / +JP / +LC and parameter counts", f"{S}, Tab 7.3",
      reported=REPORTED_73, claims=(
          Claim("+JP >= +TR >= ours per architecture (tolerance cfg.tol p.p.)", _jp_tr_base,
-               presets=("default", "paper"), source="000 L1862-1864, Tab 7.3"),))
+               presets=("default", "paper"), source="000 L1862-1864, Tab 7.3",
+               fixtures=Fixtures(PASS={**iv("resnet_mini_jp_minus_tr", 0.8, 0.2, 1.4),
+                                       **iv("resnet_mini_tr_minus_ours", 0.5, -0.3, 1.3)},
+                                 FAIL=iv("resnet_mini_tr_minus_ours", -1.3, -1.9, -0.7),   # +TR below ours
+                                 SKIP=iv("resnet_mini_jp_minus_tr", *_NAN3))),))
 def _more_branches_with_low_eta(m, cfg):
     nb = len(cfg.three_points)
     lo = m[f"gain_{nb}br_eta{min(cfg.tab7_1_etas):g}_lo"]
@@ -170,7 +208,9 @@ _REPORTED_71 = {"acc_0br": 75.67, "acc_1br_eta1": 76.62, "acc_2br_eta1": 78.23, 
 _reg("tab7_1", "table_7_1", "Number of branches and eta", f"{S}, Tab 7.1", reported=_REPORTED_71,
      reported_on="CIFAR100 test, ResNet18 rows (ResNet50 / WRN rows: paper preset with --set arch=...)", claims=(
          Claim("more branches with a low eta improve on the plain network", _more_branches_with_low_eta,
-               presets=("default", "paper"), source="000 L1809-1811, Tab 7.1"),))
+               presets=("default", "paper"), source="000 L1809-1811, Tab 7.1",
+               fixtures=Fixtures(PASS=iv("gain_3br_eta0.3", 1.6, 0.5, 2.7), FAIL=iv("gain_3br_eta0.3", 0.02, -0.9, 0.9),
+                                 SKIP=iv("gain_3br_eta0.3", *_NAN3))),))
 def _deeper_better(col):
     def check(m, cfg):
         parts, ok = [], True
@@ -186,14 +226,18 @@ def _deeper_better(col):
 
 
 def _ssal_beats_longer_catfc(m, cfg):
+    if math.isnan(m["catfc_longest_epochs"]):
+        return None, "CatFCNoSSAL was not trained"
     ep = int(m["catfc_longest_epochs"])
     return interval_above(m[f"ssal_minus_catfc_{ep}ep_lo"], 0.0,
-                          f"SSAL x1 (JP, {int(m['epochs'])} epochs) minus CatFCNoSSAL ({ep} epochs), paired 95 % "
+                          f"SSAL x1 (JP, {m['epochs']:g} epochs) minus CatFCNoSSAL ({ep} epochs), paired 95 % "
                           f"interval", "")
 
 
 def _ssal_trains_faster(m, cfg):
     a, b = m["ssal_train_acc_auc"], m["baseline_train_acc_auc"]
+    if math.isnan(a) or math.isnan(b):
+        return None, "no logged training accuracy"
     return a > b, (f"mean training accuracy over the logged points (area under the curve): SSAL's f {a:.1f} % vs "
                    f"baseline {b:.1f} %")
 
@@ -203,17 +247,29 @@ _reg("fig7_4", "figure_7_4", "Branch placement: one branch at each named point, 
                                "paper": {**PAPER, "fig7_4_archs": ("resnet50", "wrn28-10", "densenet-bc100-12")}},
      claims=(
          Claim("the ensemble is more accurate with the branch attached deeper", _deeper_better("jp"),
-               presets=("default", "paper"), source="000 L1800-1802"),
+               presets=("default", "paper"), source="000 L1800-1802",
+               fixtures=Fixtures(PASS=iv("resnet_mini_jp_deep_minus_shallow", 3.95, 2.6, 5.3),
+                                 FAIL=iv("resnet_mini_jp_deep_minus_shallow", -0.4, -1.8, 1.0),
+                                 SKIP=iv("resnet_mini_jp_deep_minus_shallow", *_NAN3))),
          Claim("the branch alone is more accurate when attached deeper", _deeper_better("branch"),
-               presets=("default", "paper"), source="000 L1802")))
+               presets=("default", "paper"), source="000 L1802",
+               fixtures=Fixtures(PASS=iv("resnet_mini_branch_deep_minus_shallow", 49.8, 47.5, 52.1),
+                                 FAIL=iv("resnet_mini_branch_deep_minus_shallow", 1.2, -0.9, 3.3),
+                                 SKIP=iv("resnet_mini_branch_deep_minus_shallow", *_NAN3)))))
 _reg("figA6", "figure_a_6", "Convergence: SSAL against CatFCNoSSAL trained longer, training curves against the baseline",
      f"{S}, Fig A.6 (app. A.3)", presets={"smoke": SMOKE, "default": {},
                                           "paper": {**PAPER, "figA6_epoch_factors": (1.0, 2.5, 5.0)}},
      claims=(
          Claim("SSAL trained E epochs is more accurate than CatFCNoSSAL trained 5 E", _ssal_beats_longer_catfc,
-               presets=("default", "paper"), source="000 L2308"),
+               presets=("default", "paper"), source="000 L2308",
+               fixtures=Fixtures(PASS={"epochs": 5, "catfc_longest_epochs": 25, **iv("ssal_minus_catfc_25ep", 2.1, 0.9, 3.3)},
+                                 FAIL=iv("ssal_minus_catfc_25ep", -8.9, -10.2, -7.6),
+                                 SKIP=iv("ssal_minus_catfc_25ep", *_NAN3))),
          Claim("SSAL's training accuracy rises faster than the plain baseline's", _ssal_trains_faster,
-               presets=("default", "paper"), source="000 L2308")))
+               presets=("default", "paper"), source="000 L2308",
+               fixtures=Fixtures(PASS={"ssal_train_acc_auc": 55.3, "baseline_train_acc_auc": 51.7},
+                                 FAIL={"ssal_train_acc_auc": 51.1},
+                                 SKIP={"ssal_train_acc_auc": NAN}))))
 _reg("fig7_5", "figure_7_5", "CAM of every head with the labels of the predicted group", f"{S}, Fig 7.5, A.8")
 def _jp_above(other):
     def check(m, cfg):
@@ -238,14 +294,22 @@ _reg("tab7_4", "auxiliary.imagenet:table_7_4", "ImageNet: ResNet50 with three SS
                                "paper": {**PAPER, "dataset": "imagenet", "test_split": "val", "eta": 0.3,
                                          **_IMAGENET_TRAIN}},
      reported=REPORTED_74, reported_on="ImageNet val (50,000 images), 3 runs", claims=(
-         Claim("+JP above the plain ResNet50 (top-1)", _jp_above("ours"), presets=("paper",), source="000 Tab 7.4"),
-         Claim("+JP above GapCatNoSSAL (top-1)", _jp_above("gc"), presets=("paper",), source="000 Tab 7.4, L1772")))
+         Claim("+JP above the plain ResNet50 (top-1)", _jp_above("ours"), presets=("paper",), source="000 Tab 7.4",
+               fixtures=Fixtures(PASS=iv("top1_jp_minus_ours", 1.4, 1.1, 1.7), FAIL=iv("top1_jp_minus_ours", -0.2, -0.5, 0.1),
+                                 SKIP=iv("top1_jp_minus_ours", *_NAN3))),
+         Claim("+JP above GapCatNoSSAL (top-1)", _jp_above("gc"), presets=("paper",), source="000 Tab 7.4, L1772",
+               fixtures=Fixtures(PASS=iv("top1_jp_minus_gc", 1.2, 0.9, 1.5), FAIL=iv("top1_jp_minus_gc", 0.1, -0.2, 0.4),
+                                 SKIP=iv("top1_jp_minus_gc", *_NAN3)))))
 _reg("saliency_benchmark", "saliency_benchmark", "SSAL heads' CAMs beside Grad-CAM, Grad-CAM++, Saliency, IG",
      f"{S}, Fig 7.5 / A.8 (scored; beyond the thesis)")
 _reg("params", "parameter_counts", "Parameter counts of Tab 7.1-7.3, computed", f"{S}, Tab 7.1-7.3",
      reported=REPORTED_PARAMS, reported_on="the thesis' printed counts", claims=(
          Claim("counted as Keras counts, Tab 7.2's capacity-matched baselines are 25.3 / 13.3 / 19.0 M and the "
                "backbones of Tab 7.1 / 7.3 11.23 / 36.56 / 11.1 / 26.1 M, as printed", _capacity_counts,
-               source="000 Tab 7.1-7.3"),
+               source="000 Tab 7.1-7.3",
+               fixtures=Fixtures(PASS=_COUNTS_AS_PRINTED, FAIL={"tab7_2_DWRResNet18_M": 18.94},   # torch's count
+                                 SKIP={"tab7_2_DWRResNet18_M": NAN})),
          Claim("Tab A.2's branches give Tab 7.2's SSAL-architecture counts 12.6 / 13.6 / 15.6 / 15.6 / 12.8 M",
-               _ssal_counts, source="000 Tab 7.2, Tab A.2"),))
+               _ssal_counts, source="000 Tab 7.2, Tab A.2",
+               fixtures=Fixtures(PASS=_SSAL_AS_PRINTED, FAIL={"tab7_2_SSAL_x1_M": 12.47},   # the default run's count
+                                 SKIP={"tab7_2_SSAL_x1_M": NAN})),))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from capacity.config import CapacityConfig   # dataclasses only (no torch, no JAX)
-from common.claims import Claim, interval_above
+from common.claims import ABSENT, Claim, Fixtures, interval_above, interval_metrics as iv
 from common.registry import Experiment, register
 
 S = "000 ch. 5"
@@ -99,21 +99,42 @@ def _bc_ranking(m, cfg=None):
     if "bc_rank_gap_lo" not in m:
         return None, "needs the autoencoders of alexnet, resnet50, vgg16 and inception_v3"
     lo, rel = m["bc_rank_gap_lo"], m["bc_rank_rel_gap"]
+    if math.isnan(lo) or math.isnan(rel):
+        return None, "no BC-nMI interval (empty evaluation set)"
     ok = lo > 0 and rel >= BC_SUBSTANTIAL
     return ok, (f"every pair {{A_A, A_R}} x {{A_V, A_I}}: paired 95% bootstrap interval of the BC-nMI gap above 0 "
                 f"(worst lower end {lo:+.3f}) and the gap >= {100 * BC_SUBSTANTIAL:g} % of the lower one's BC-nMI "
                 f"(worst {100 * rel:+.1f} %); each pair in the run's notes")
 
 
+# --- claims, each with hand-made metrics for PASS / FAIL / SKIP (default run's magnitudes) ---------
+NAN = float("nan")
+_DIFFS_WITHIN = {**iv("top1_lenet_diff", -0.6, -1.5, 0.3), **iv("top1_small_diff", -0.9, -1.8, 0.0),
+                 **iv("top1_wide_diff", 0.4, -0.4, 1.2), **iv("top1_deep_diff", -1.1, -1.9, -0.3),
+                 **iv("top1_residual_diff", -0.2, -1.0, 0.6)}
 CLAIM_MARGIN = Claim("f_i o A_i stays within a small margin of f_i, in both directions (±cfg.margin top-1 points)",
-                     _within_margin, presets=("default", "paper"), source="000 L1169-1171, Tab 5.1")
-CLAIM_DIAG = Claim("CR_min diagonal = 100", _diag_100, source="000 Tab 5.3")
+                     _within_margin, presets=("default", "paper"), source="000 L1169-1171, Tab 5.1",
+                     fixtures=Fixtures(PASS=_DIFFS_WITHIN, FAIL=iv("top1_residual_diff", -5.2, -6.8, -3.6),
+                                       SKIP=iv("top1_lenet_diff", NAN, NAN, NAN)))
+# CR_min divides each column by its diagonal cell: the diagonal is 100 by definition (a unit test's
+# finding, kept until the chapter issue decides); FAIL is made by hand
+CLAIM_DIAG = Claim("CR_min diagonal = 100", _diag_100, source="000 Tab 5.3",
+                   fixtures=Fixtures(PASS={"crmin_diag_max_dev": 1.4e-14}, FAIL={"crmin_diag_max_dev": 3.2},
+                                     SKIP={"crmin_diag_max_dev": NAN}))
 CLAIM_IC = Claim("the pre-trained SegNet A_S preserves the most information (highest IC-nMI)", _ic_highest,
-                 presets=("default", "paper"), source="000 L1213")
+                 presets=("default", "paper"), source="000 L1213",
+                 fixtures=Fixtures(PASS={"ic_nmi_A_S": 0.81, "ic_nmi_best_ft": 0.77, "ic_nmi_gap_lo": 0.012,
+                                         "ic_nmi_gap_hi": 0.068},
+                                   FAIL={"ic_nmi_A_S": 0.77, "ic_nmi_best_ft": 0.78, "ic_nmi_gap_lo": -0.031,
+                                         "ic_nmi_gap_hi": 0.012},
+                                   SKIP={"ic_nmi_gap_lo": NAN, "ic_nmi_gap_hi": NAN}))
 
 CLAIM_BC = Claim("BC-nMI of the AlexNet and ResNet50 autoencoders is substantially larger than that of the VGG16 and "
                  "Inception-v3 autoencoders (each pair: interval above 0, gap >= 10 % of the lower)", _bc_ranking,
-                 presets=("paper",), source="000 L1209-1211, Fig 5.5")
+                 presets=("paper",), source="000 L1209-1211, Fig 5.5",
+                 fixtures=Fixtures(PASS={"bc_rank_gap_lo": 0.021, "bc_rank_rel_gap": 0.18},
+                                   FAIL={"bc_rank_gap_lo": 0.004, "bc_rank_rel_gap": 0.03},   # apart, not substantially
+                                   SKIP={"bc_rank_gap_lo": ABSENT, "bc_rank_rel_gap": ABSENT}))   # four AEs not run
 
 
 IMAGENET_VAL = "ImageNet val (ILSVRC2012, 50,000 images)"

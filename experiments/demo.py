@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from common.claims import Claim, greater
+from common.claims import Claim, Fixtures, greater
 from common.registry import Experiment, register
 from common.config import TrainConfig
 
@@ -67,5 +67,8 @@ register(Experiment(
         "paper": {"dataset": "mnist", "width": 64, "train.epochs": 5, "train.batch_size": 256},
     },
     claims=(Claim("the CNN learns: test accuracy far above chance", greater("acc_test", "chance", margin=50.0),
-                  presets=("default", "paper")),),
+                  presets=("default", "paper"),
+                  fixtures=Fixtures(PASS={"acc_test": 97.2, "chance": 10.2},
+                                    FAIL={"acc_test": 41.5},          # trained, but not 50 points above chance
+                                    SKIP={"acc_test": float("nan")})),),
 ))

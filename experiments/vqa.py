@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 
-from common.claims import Claim, interval_above, interval_below, interval_within, intervals_descending
+from common.claims import (Claim, Fixtures, interval_above, interval_below, interval_metrics as iv, interval_within,
+                           intervals_descending)
 from common.registry import Experiment, register
 
 
@@ -112,7 +113,24 @@ def _b1_above_b3(m, cfg=None):
 
 
 def _matched_70(m, cfg=None):
+    if math.isnan(m["frac_np_matched"]):
+        return None, "no non-polar class to match"
     return m["frac_np_matched"] > 70.0, f"{_f(m, 'frac_np_matched')} % of NP classes matched at least once"
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures: hand-made metrics for PASS / FAIL / SKIP (magnitudes of the default run on easy-VQA)
+# ------------------------------------------------------------------------------------------------
+NAN = float("nan")
+_NAN3 = (NAN, NAN, NAN)
+
+
+def _gap_fixture(key, passing, failing):
+    """PASS / FAIL / SKIP metrics of one gap claim: ``gap_<key>`` (mean, lo, hi) in each case."""
+    return Fixtures(PASS=iv(f"gap_{key}", *passing), FAIL=iv(f"gap_{key}", *failing), SKIP=iv(f"gap_{key}", *_NAN3))
+
+
+_BRACKETS = {**iv("acc_b1", 77.8, 75.9, 79.7), **iv("acc_b2", 61.9, 59.0, 64.8), **iv("acc_b3", 45.1, 42.5, 47.7)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,7 +148,12 @@ register(Experiment(
         "np_share_per_class_mean": {"value": 0.02, "note": "'just over 0.02% of samples per class, in average'"},
     },
     claims=(Claim("polar classes are heavily overrepresented per class (> 10x the mean NP class)",
-                  _polar_overrepresented, source="000 L818"),),
+                  _polar_overrepresented, source="000 L818",
+                  fixtures=Fixtures(
+                      PASS={"polar_share_per_class": 36.82, "np_share_per_class_mean": 2.40,
+                            "polar_to_np_per_class_ratio": 15.37},
+                      FAIL={"np_share_per_class_mean": 8.77, "polar_to_np_per_class_ratio": 4.20},
+                      SKIP={"np_share_per_class_mean": NAN, "polar_to_np_per_class_ratio": NAN})),),
 ))
 
 register(Experiment(
@@ -149,17 +172,28 @@ register(Experiment(
                                       "'−22.7 p.p.' (L942) is against the baseline's 51.4"},
     },
     claims=(
-        Claim("the hybrid f_NP∘Φ_P lies substantially above random chance", _hybrid_above_chance, source="000 L942"),
+        Claim("the hybrid f_NP∘Φ_P lies substantially above random chance", _hybrid_above_chance, source="000 L942",
+              fixtures=Fixtures(PASS={**iv("acc_hybrid_NP", 54.6, 52.3, 56.9), "chance_np_majority": 17.74,
+                                      "chance_np_uniform": 9.09},
+                                FAIL=iv("acc_hybrid_NP", 18.1, 16.0, 20.2),      # at the majority answer's rate
+                                SKIP=iv("acc_hybrid_NP", *_NAN3))),
         Claim("the baseline is not below the weighted ensemble estimate of the two exclusive models "
               "(interval of the gap above −not_worse_tol)",
-              _baseline_not_below_ensemble, source="000 L933"),
+              _baseline_not_below_ensemble, source="000 L933",
+              fixtures=Fixtures(PASS={"acc_omega_all": 86.6, "ensemble_estimate": 86.4,
+                                      **iv("gap_omega_minus_ensemble", 0.2, -0.6, 1.0)},
+                                FAIL={"ensemble_estimate": 92.0, **iv("gap_omega_minus_ensemble", -5.4, -6.4, -4.5)},
+                                SKIP={"ensemble_estimate": NAN, **iv("gap_omega_minus_ensemble", *_NAN3)})),
         Claim("the P-only model is close to the baseline on P (±close_tol), and the baseline is not worse "
               "(P-only − baseline below +not_worse_tol)",
-              _p_close_and_baseline_not_worse, source="000 L925, L931"),
+              _p_close_and_baseline_not_worse, source="000 L925, L931",
+              fixtures=_gap_fixture("P_minus_omega_on_P", (-0.8, -1.6, -0.1), (-3.4, -4.3, -2.5))),
         Claim("the NP-only model is close to the baseline on NP (±close_tol)", _close("NP_minus_omega_on_NP"),
-              source="000 L925, L931"),
+              source="000 L925, L931",
+              fixtures=_gap_fixture("NP_minus_omega_on_NP", (0.2, -1.1, 1.5), (24.2, 22.4, 26.0))),
         Claim("the hybrid is well below the NP-only model (by more than well_below)", _hybrid_well_below_np,
-              source="000 L942"),
+              source="000 L942",
+              fixtures=_gap_fixture("hybrid_minus_NP_on_NP", (-43.7, -45.6, -41.7), (-3.1, -5.0, -1.2))),
     ),
 ))
 
@@ -176,7 +210,9 @@ register(Experiment(
         "n_classes_b3": 317,
     },
     claims=(Claim("well over 70 % of the non-polar classes match at least one polar question", _matched_70,
-                  presets=("paper",), source="000 L950"),),
+                  presets=("paper",), source="000 L950",
+                  fixtures=Fixtures(PASS={"frac_np_matched": 83.4}, FAIL={"frac_np_matched": 52.0},
+                                    SKIP={"frac_np_matched": NAN})),),
 ))
 
 register(Experiment(
@@ -193,8 +229,12 @@ register(Experiment(
         "acc_hybrid_NP": 28.7,
     },
     claims=(
-        Claim("bracket accuracies decrease with coverage (b1 > b2 > b3, intervals apart)", _brackets_ordered, source="000 L959-L961"),
+        Claim("bracket accuracies decrease with coverage (b1 > b2 > b3, intervals apart)", _brackets_ordered,
+              source="000 L959-L961",
+              fixtures=Fixtures(PASS=_BRACKETS, FAIL=iv("acc_b3", 73.5, 71.0, 76.0),   # b3 above b2: sorted by difficulty
+                                SKIP=iv("acc_b2", *_NAN3))),                         # an empty bracket
         Claim("the best-covered bracket is above the least-covered one beyond noise", _b1_above_b3,
-              source="000 L959-L961"),
+              source="000 L959-L961",
+              fixtures=Fixtures(PASS=_BRACKETS, FAIL=iv("acc_b3", 76.5, 74.1, 78.9), SKIP=iv("acc_b3", *_NAN3))),
     ),
 ))
