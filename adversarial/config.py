@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from capacity.config import PRESETS as CAPACITY_PRESETS
 from capacity.config import CapacityConfig
 from common.config import ConfigError, item, param
 
@@ -69,3 +70,23 @@ class AdversarialConfig:
                 raise ConfigError(f"{name} = {v} must be increasing")
         if self.ssim_win % 2 == 0 or self.ssim_win > self.capacity.image_size:
             raise ConfigError(f"ssim_win = {self.ssim_win} must be odd and at most image_size")
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets: overrides of the defaults above (the default preset is the defaults themselves), beside
+# the config they override; experiments/adversarial.py registers with them. The nested capacity
+# config takes capacity's own presets (imported, not copied): the same stage keys as capacity's runs
+# --------------------------------------------------------------------------------------------------
+def _cap(preset):
+    return {f"capacity.{k}": v for k, v in CAPACITY_PRESETS[preset].items()}
+
+
+PRESETS = {
+    "smoke": {**_cap("smoke"), "capacity.classifiers": ("lenet", "small"), "role_R": "lenet", "role_I": "small",
+              "n_eval": 24, "batch_size": 24, "bim_steps": 3, "cw_steps": 10, "n_ssim": 6, "n_adaptive": 12,
+              "pgd_steps": 5, "pgd_restarts": 2, "autoattack_steps": 3, "autoattack_queries": 20, "n_boot": 50, "n_grid": 8, "progress": False},
+    "default": {},
+    "paper": {**_cap("paper"), "capacity.classifiers": ("resnet50", "inception_v3"), "role_R": "resnet50",
+              "role_I": "inception_v3", "n_eval": 50_000, "batch_size": 100, "n_ssim": 1000, "n_adaptive": 1000,
+              "adaptive_linf": 4 / 255, "adaptive_l2": 0.0},
+}

@@ -67,3 +67,19 @@ class AttributionConfig:
             raise ConfigError(f"methods {self.methods}: unknown {unknown} (known: {', '.join(sorted(known))})")
         if self.model == "canvas_cnn" and self.pointing_sets:
             raise ConfigError("pointing_sets need a torchvision model (model=vgg16_bn or resnet50)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets: overrides of the defaults above (the default preset is the defaults themselves), beside
+# the config they override; experiments/attribution.py registers with them
+# --------------------------------------------------------------------------------------------------
+PAPER = {"dataset": "imagenet", "eval_split": "val", "model": "vgg16_bn", "image_size": 224, "n_images": 1000,
+         "batch_size": 8, "pointing_sets": ("voc2007", "coco2014"), "pointing_tolerance": 15.0,
+         "ig_steps": 50, "rise_masks": 8000, "occlusion_window_px": 32,
+         "ep_iters": 1600, "ep_schedule": "thesis", "ep_kernel": "thesis", "ep_step_px": 7, "ep_sigma_px": 21.0,
+         "ep_max_blur_px": 20.0, "mp_iters": 300, "mp_mask_size": 28, "mp_blur_px": 10.0, "mp_mask_blur_px": 5.0,
+         "mp_jitter_px": 4}
+SMOKE = {"n_images": 4, "batch_size": 4, "train.epochs": 1, "width": 8, "rise_masks": 64, "ig_steps": 4,
+         "ep_iters": 4, "mp_iters": 4, "opticam_iters": 4, "n_figure_images": 2, "n_area_images": 2, "progress": False,
+         "methods": ("fakecam", "gradcam", "opticam", "extremal", "meaningful")}
+PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}

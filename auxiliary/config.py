@@ -95,3 +95,28 @@ class SSALConfig:
         unknown = [m for m in self.saliency_methods if m not in known]
         if unknown:
             raise ConfigError(f"saliency_methods: unknown {unknown} (known: {', '.join(sorted(known))})")
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets: overrides of the defaults above (the default preset is the defaults themselves), beside
+# the config they override; experiments/auxiliary.py registers with them. A few experiments change
+# some paper values there (Tab 7.2 on TinyImageNet; Tab 7.4 on ImageNet, with IMAGENET_TRAIN)
+# --------------------------------------------------------------------------------------------------
+_TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "train.optimizer": "sgd",
+                "train.momentum": 0.9, "train.weight_decay": 5e-4, "train.schedule": "onecycle",
+                "train.warmup_frac": 0.4, "train.ckpt_every": 500, "train.log_every": 50}
+PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
+         "branch_strides": (), "eta": 0.4,
+         "branch_layout": "thesis", "eval_batch_size": 500,
+         "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
+         **_TRAIN_PAPER}
+SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
+         "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
+         "n_random_partitions": 20, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
+         "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
+PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
+
+IMAGENET_TRAIN = {"train.epochs": 90, "train.batch_size": 256, "train.lr": 0.1, "train.optimizer": "sgd",
+                  "train.momentum": 0.9, "train.weight_decay": 1e-4, "train.schedule": "cosine",
+                  "train.warmup_frac": 0.0, "train.num_workers": 8, "train.ckpt_every": 1000, "train.log_every": 100,
+                  "eval_batch_size": 250}
