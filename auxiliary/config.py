@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from common.config import ConfigError, TrainConfig, param
+from common.config import ConfigError, TrainConfig, item, param
 
 ARCHS = ("resnet_mini", "resnet18", "resnet50", "resnet50_imagenet", "wrn28-10", "se-wrn16-8",
          "densenet-bc100-12", "densenet190-40")
@@ -16,49 +16,58 @@ TAB_7_2_ROWS = ("ResNet", "WideResNet", "DeepResNet", "DWRResNet", "GapCatNoSSAL
 
 @dataclasses.dataclass
 class SSALConfig:
-    dataset: str = "twodigit100"          # paper: cifar100 (Fig 7.3, 7.4, Tab 7.1, 7.3), tiny-imagenet (Tab 7.2)
-    train_split: str = "train"
-    test_split: str = "test"              # CIFAR100's official test split is the thesis' "validation" (L521)
+    # paper: cifar100 (Fig 7.3, 7.4, Tab 7.1, 7.3), tiny-imagenet (Tab 7.2)
+    dataset: str = param("twodigit100", kind="dataset")
+    train_split: str = param("train", kind="split")
+    test_split: str = param("test", kind="split")   # CIFAR100's official test split is the thesis' "validation" (L521)
     holdout_frac: float = param(0.2, gt=0, lt=1)   # part of train held out for the grouping's confusion matrix
     downsample: int = param(2, ge=1)      # average-pool the images by this factor (28x56 -> 14x28 on 2 cores)
     max_train: int = param(0, ge=0)       # 0 = all (tests: a tiny fixture)
     max_test: int = param(0, ge=0)
     arch: str = param("resnet_mini", choices=ARCHS)
-    archs: tuple = ("resnet_mini",)       # Tab 7.3's architectures
-    mini_widths: tuple = (16, 32, 64)     # resnet_mini: one basic block per stage
+    archs: tuple = param(("resnet_mini",), items=item(str, choices=ARCHS), min_length=1)   # Tab 7.3's
+    # resnet_mini: channels of its stages, one basic block each
+    mini_widths: tuple = param((16, 32, 64), items=item(int, ge=1), min_length=1)
     branch_layout: str = param("config", choices=("config", "thesis"))   # thesis: Tab A.2-A.5 reconstructed
     branch_kind: str = param("conv", choices=("conv", "inception"))      # Fig 7.3 | Tab 7.1 branch type
-    branch_convs: tuple = (16, 16, 32, 32)   # conv branch: 3x3 conv+BN+ReLU channels (Tab A.2: 128, 128, 256, 256)
+    # conv branch: 3x3 conv+BN+ReLU channels (Tab A.2: 128, 128, 256, 256)
+    branch_convs: tuple = param((16, 16, 32, 32), items=item(int, ge=1), min_length=1)
     branch_hidden: int = param(32, ge=0)     # conv branch FC (Tab A.2: 256)
-    branch_strides: tuple = (2, 1, 2, 1)     # conv branch strides: a receptive field over both digits (paper: 1s)
+    # conv branch strides: a receptive field over both digits (paper: () = all 1)
+    branch_strides: tuple = param((2, 1, 2, 1), items=item(int, ge=1))
     inception_width: int = param(8, ge=1)
-    fig7_3_groups: tuple = (2, 4, 10, 20)
-    fig7_3_point: str = "g1"              # "before the first residual block" (L1713)
-    fig7_4_archs: tuple = ("resnet_mini",)  # Fig 7.4 (paper: resnet50, wrn28-10, densenet-bc100-12)
+    fig7_3_groups: tuple = param((2, 4, 10, 20), items=item(int, ge=2), min_length=1)   # groups per branch
+    fig7_3_point: str = param("g1", kind="name")   # "before the first residual block" (L1713)
+    # Fig 7.4 (paper: resnet50, wrn28-10, densenet-bc100-12)
+    fig7_4_archs: tuple = param(("resnet_mini",), items=item(str, choices=ARCHS), min_length=1)
     fig7_4_groups: int = param(20, ge=2)  # "20 visually similar groups" (Fig 7.4 caption)
-    figA6_epoch_factors: tuple = (1.0, 5.0)   # CatFCNoSSAL trained this many times train.epochs (paper 1, 2.5, 5)
+    # CatFCNoSSAL trained this many times train.epochs (paper 1, 2.5, 5)
+    figA6_epoch_factors: tuple = param((1.0, 5.0), items=item(float, gt=0), min_length=1)
     eval_each_epoch: bool = True          # score the held-out part of train after every epoch (Fig A.6's curves)
-    three_groups: tuple = (20, 33, 50)    # Tab 7.3 (Tab 7.1: 20, 30, 50)
-    three_points: tuple = ("g1", "g2", "g3")
-    single_point: str = "g2"              # Tab 7.2's SSAL x1: "after the first residual block"
+    three_groups: tuple = param((20, 33, 50), items=item(int, ge=2), min_length=1)   # Tab 7.3 (Tab 7.1: 20, 30, 50)
+    three_points: tuple = param(("g1", "g2", "g3"), items=item(str, kind="name"), min_length=1)
+    single_point: str = param("g2", kind="name")   # Tab 7.2's SSAL x1: "after the first residual block"
     eta: float = param(0.4, gt=0, le=1)   # Eq 7.5 exponent with more than one branch (Tab 7.1's best: 0.3 / 0.4)
-    tab7_1_etas: tuple = (1.0, 0.4, 0.3)  # Tab 7.1's values
-    lambdas: tuple = ()                   # Eq 7.4 (lambda_f, lambda_1, ...); () = all 1
+    tab7_1_etas: tuple = param((1.0, 0.4, 0.3), items=item(float, gt=0, le=1), min_length=1)   # Tab 7.1's values
+    # Eq 7.4 loss weights (lambda_f, lambda_1, ...) of the three-branch model; () = all 1
+    lambdas: tuple = param((), items=item(float, ge=0))
     similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
     seeding: str = param("thesis", choices=("thesis", "farthest"))
-    tab7_2_rows: tuple = ("ResNet", "WideResNet", "DeepResNet", "GapCatNoSSAL", "LinearComb", "SSAL x1", "SSAL x3")
+    tab7_2_rows: tuple = param(("ResNet", "WideResNet", "DeepResNet", "GapCatNoSSAL", "LinearComb", "SSAL x1",
+                                "SSAL x3"), items=item(str, choices=TAB_7_2_ROWS), min_length=1)
     n_random_partitions: int = param(200, ge=10)
     n_boot: int = param(1000, ge=100)
     tol: float = param(1.0, ge=0)         # p.p. tolerance of "+JP >= +TR >= baseline" (note: thesis' own exceptions)
     image_size: int = param(224, ge=8)    # Tab 7.4 (ImageNet): training crop / evaluation centre crop
     resize: int = param(256, ge=8)        # Tab 7.4: evaluation resize before the centre crop
-    imagenet_groups: tuple = (200, 334, 500)       # Tab 7.4 (L1772)
-    imagenet_points: tuple = ("g2", "g3", "g4")    # Tab A.6
+    imagenet_groups: tuple = param((200, 334, 500), items=item(int, ge=2), min_length=1)   # Tab 7.4 (L1772)
+    imagenet_points: tuple = param(("g2", "g3", "g4"), items=item(str, kind="name"), min_length=1)   # Tab A.6
     imagenet_holdout_frac: float = param(0.02, gt=0, lt=1)   # part of ImageNet train held out for the grouping
     n_cam_examples: int = param(4, ge=1)
     n_saliency_images: int = param(24, ge=2)   # test images of the saliency benchmark (fixed: seed 0)
-    saliency_methods: tuple = ("ssal-cam-f", "ssal-cam-g1", "ssal-cam-g2", "ssal-cam-g3", "gradcam", "gradcampp",
-                               "saliency", "ig")
+    # names of common.saliency's registry (checked by validate)
+    saliency_methods: tuple = param(("ssal-cam-f", "ssal-cam-g1", "ssal-cam-g2", "ssal-cam-g3", "gradcam",
+                                     "gradcampp", "saliency", "ig"), items=item(str, kind="name"), min_length=1)
     ig_steps: int = param(32, ge=2)
     augment: bool = False                 # random crop + flip (CIFAR); off for digits: a flip changes the number
     eval_batch_size: int = param(500, ge=1)
@@ -70,16 +79,10 @@ class SSALConfig:
         epochs=40, batch_size=128, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
 
     def validate(self) -> None:
-        for a in (*self.archs, *self.fig7_4_archs):
-            if a not in ARCHS:
-                raise ConfigError(f"archs: unknown architecture '{a}' (choose from {', '.join(ARCHS)})")
         if len(self.three_groups) != len(self.three_points):
             raise ConfigError(f"three_groups {self.three_groups} and three_points {self.three_points} differ in length")
         if self.lambdas and len(self.lambdas) != len(self.three_groups) + 1:
             raise ConfigError(f"lambdas {self.lambdas}: give lambda_f and one per branch ({len(self.three_groups) + 1})")
-        unknown = [r for r in self.tab7_2_rows if r not in TAB_7_2_ROWS]
-        if unknown:
-            raise ConfigError(f"tab7_2_rows: unknown {unknown} (choose from {', '.join(TAB_7_2_ROWS)})")
         if self.branch_strides and len(self.branch_strides) != len(self.branch_convs):
             raise ConfigError(f"branch_strides {self.branch_strides} and branch_convs {self.branch_convs} differ in length")
         if len(self.imagenet_groups) != len(self.imagenet_points):
@@ -87,7 +90,33 @@ class SSALConfig:
                               f"differ in length")
         if self.resize < self.image_size:
             raise ConfigError(f"resize {self.resize} is smaller than the crop image_size {self.image_size}")
-        if not self.figA6_epoch_factors or any(f <= 0 for f in self.figA6_epoch_factors):
-            raise ConfigError(f"figA6_epoch_factors {self.figA6_epoch_factors}: give positive multiples of train.epochs")
-        if any(g < 2 for g in (*self.fig7_3_groups, *self.three_groups)):
-            raise ConfigError("every branch needs at least 2 groups")
+        from common.saliency import discover   # torch: only when a run's config is resolved
+        known = discover()
+        unknown = [m for m in self.saliency_methods if m not in known]
+        if unknown:
+            raise ConfigError(f"saliency_methods: unknown {unknown} (known: {', '.join(sorted(known))})")
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets: overrides of the defaults above (the default preset is the defaults themselves), beside
+# the config they override; experiments/auxiliary.py registers with them. A few experiments change
+# some paper values there (Tab 7.2 on TinyImageNet; Tab 7.4 on ImageNet, with IMAGENET_TRAIN)
+# --------------------------------------------------------------------------------------------------
+_TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "train.optimizer": "sgd",
+                "train.momentum": 0.9, "train.weight_decay": 5e-4, "train.schedule": "onecycle",
+                "train.warmup_frac": 0.4, "train.ckpt_every": 500, "train.log_every": 50}
+PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
+         "branch_strides": (), "eta": 0.4,
+         "branch_layout": "thesis", "eval_batch_size": 500,
+         "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
+         **_TRAIN_PAPER}
+SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
+         "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
+         "n_random_partitions": 20, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
+         "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
+PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
+
+IMAGENET_TRAIN = {"train.epochs": 90, "train.batch_size": 256, "train.lr": 0.1, "train.optimizer": "sgd",
+                  "train.momentum": 0.9, "train.weight_decay": 1e-4, "train.schedule": "cosine",
+                  "train.warmup_frac": 0.0, "train.num_workers": 8, "train.ckpt_every": 1000, "train.log_every": 100,
+                  "eval_batch_size": 250}

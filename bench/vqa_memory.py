@@ -146,8 +146,7 @@ def main() -> None:
 
     import torch
     from common.config import apply_overrides, validate
-    from experiments.vqa import PAPER
-    from vqa.config import VQAConfig
+    from vqa.config import PAPER, VQAConfig
     from vqa.pipeline import (format_estimate, memory_estimate, old_design_estimate, predict_classes, prepare,
                               trained_models)
     from common.trainer import pick_device

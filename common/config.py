@@ -4,24 +4,35 @@ A preset is a dict of overrides on the dataclass defaults, never a copy of the c
 Keys are dotted paths into nested dataclasses (``"train.epochs": 3``). Unknown keys raise
 ``ConfigError``, which the CLI turns into one clear line and exit code 2.
 
-Fields declare their valid values where they are defined, with ``param``::
+Every field declares its valid values where it is defined, with ``param``; the field's type is its
+annotation (a str where a float belongs is refused), floats are always finite::
 
     epochs: int = param(5, ge=1)
     lr: float = param(1e-3, gt=0)
     optimizer: str = param("adam", choices=("sgd", "adam"))
+    dataset: str = param("mnist5k", kind="dataset")      # a string without fixed choices says what it is
+    eps: tuple = param((0.5, 1.0), items=item(float, gt=0), min_length=1)
+    widths: tuple = param(((8, 8),), items=item(tuple, items=item(int, ge=1), length=2))
 
-``validate(cfg)`` checks every field (non-finite floats are always refused), then calls the config's
-own ``validate()`` method if it has one (checks that relate fields, e.g. an image size that the
-autoencoder's poolings must divide); it runs when a run's config is resolved, before anything is
-trained or written. A field set by the run itself
-(``param(0, run_level="--seed")``) cannot be overridden with ``--set``: the error points to the flag.
+A bool is declared by its type, a nested config by its own fields (``undeclared_fields`` lists any
+other field without a domain; a test holds every registered experiment to it).
+
+``validate(cfg)`` checks every field, tuple items included, then calls the config's own
+``validate()`` method if it has one (checks that relate fields, e.g. an image size that the
+autoencoder's poolings must divide); whatever that method raises becomes a ConfigError. It runs
+when a run's config is resolved, before anything is trained or written, and so does
+``check_datasets`` (dataset and split names against the data registry). A field set by the run
+itself (``param(0, run_level="--seed")``) cannot be overridden with ``--set``: the error points to
+the flag.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import typing
 from typing import Any, Mapping, Sequence
 
 
@@ -29,44 +40,204 @@ class ConfigError(ValueError):
     """A config key or value that does not fit the experiment's config dataclass."""
 
 
-def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-          lt: float | None = None, choices: Sequence[Any] | None = None, run_level: str | None = None):
-    """A dataclass field with its valid range (bounds inclusive with ge/le, exclusive with gt/lt),
-    or its allowed ``choices``; ``run_level`` names the CLI flag that sets it instead of ``--set``."""
-    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=tuple(choices) if choices else None,
-                                  run_level=run_level).items() if v is not None}
-    return dataclasses.field(default=default, metadata=meta)
+# kinds of string without fixed choices; "dataset" and "split" are checked against the data registry
+# before any work (check_datasets), "device" by common.devices.check_device
+KINDS = ("name", "path", "dataset", "split", "device")
 
 
-def _range_text(meta: Mapping[str, Any]) -> str:
-    if "choices" in meta:
-        return "one of " + ", ".join(map(str, meta["choices"]))
-    lo = f"{'>=' if 'ge' in meta else '>'} {meta.get('ge', meta.get('gt'))}" if ("ge" in meta or "gt" in meta) else ""
-    hi = f"{'<=' if 'le' in meta else '<'} {meta.get('le', meta.get('lt'))}" if ("le" in meta or "lt" in meta) else ""
-    return " and ".join(t for t in (lo, hi) if t) or "a finite number"
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The valid values of a config field, or of each item of a tuple field (``item``)."""
+    type: type | None = None               # None: the field's annotation
+    ge: float | None = None                # bounds: inclusive with ge / le, exclusive with gt / lt
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
+    kind: str | None = None                # a string without fixed choices: what it is (KINDS)
+    optional: bool = False                 # a string of a kind that may be "" (the field says what "" means)
+    items: Domain | None = None            # tuples: the domain of each item
+    length: int | None = None              # tuples: exactly this many items
+    min_length: int | None = None          # tuples: at least this many items
+
+    def __post_init__(self):
+        if self.kind is not None and self.kind not in KINDS:
+            raise ValueError(f"unknown string kind {self.kind!r} (one of {', '.join(KINDS)})")
 
 
-def _bad(value: Any, meta: Mapping[str, Any]) -> bool:
-    if isinstance(value, float) and not math.isfinite(value):
-        return True
-    if "choices" in meta:
-        return value not in meta["choices"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return (("ge" in meta and not value >= meta["ge"]) or ("gt" in meta and not value > meta["gt"])
-            or ("le" in meta and not value <= meta["le"]) or ("lt" in meta and not value < meta["lt"]))
+def item(type: type, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+         lt: float | None = None, choices: Sequence[Any] | None = None, kind: str | None = None,
+         optional: bool = False, items: Domain | None = None, length: int | None = None,
+         min_length: int | None = None) -> Domain:
+    """The domain of each item of a tuple field: ``param((1, 2), items=item(int, ge=1))``."""
+    return Domain(type, ge, gt, le, lt, tuple(choices) if choices is not None else None, kind, optional, items,
+                  length, min_length)
+
+
+def param(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+          ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+          choices: Sequence[Any] | None = None, kind: str | None = None, optional: bool = False,
+          items: Domain | None = None, length: int | None = None, min_length: int | None = None,
+          run_level: str | None = None):
+    """A dataclass field with its valid values: a range (bounds inclusive with ge/le, exclusive with
+    gt/lt), ``choices``, a string ``kind``, or for tuples ``items`` (each item's domain) and a
+    ``length`` / ``min_length``; its type is the field's annotation. ``run_level`` names the CLI flag
+    that sets the field instead of ``--set``."""
+    meta: dict[str, Any] = {"domain": Domain(None, ge, gt, le, lt, tuple(choices) if choices is not None else None,
+                                             kind, optional, items, length, min_length)}
+    if run_level is not None:
+        meta["run_level"] = run_level
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, Any]:
+    """Each field's annotation as a type (annotations are strings under ``from __future__``)."""
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):
+        return {}
+
+
+_TYPE_TEXT = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
+              tuple: "a list", list: "a list"}
+
+
+def _fits_type(value: Any, typ: Any) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if typ in (tuple, list):
+        return isinstance(value, (tuple, list))     # a JSON list on the CLI; tuples in the dataclass
+    return not isinstance(typ, type) or isinstance(value, typ)
+
+
+def _describe(dom: Domain, typ: Any) -> str:
+    """What a value of this domain must be, as the end of "... is invalid: must be <this>"."""
+    if dom.choices is not None:
+        return "one of " + ", ".join(map(str, dom.choices))
+    text = _TYPE_TEXT.get(typ, f"a {getattr(typ, '__name__', typ)}")
+    if typ is str and dom.kind:
+        text = f"a {'' if dom.optional else 'non-empty '}{dom.kind} name" if dom.kind != "path" else "a path"
+    bounds = [f"{op} {v}" for op, v in ((">=", dom.ge), (">", dom.gt), ("<=", dom.le), ("<", dom.lt)) if v is not None]
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if typ in (tuple, list):
+        if dom.length is not None:
+            text += f" of {dom.length} item{'s' * (dom.length != 1)}"
+        elif dom.min_length:
+            text += f" of at least {dom.min_length} item{'s' * (dom.min_length != 1)}"
+        if dom.items is not None:
+            text += f", each {_describe(dom.items, dom.items.type)}"
+    return text
+
+
+def _problem(value: Any, dom: Domain, typ: Any, where: tuple = ()) -> tuple[tuple, Any, str] | None:
+    """None when ``value`` fits; else (item path, the offending value, what it must be)."""
+    bad = (where, value, _describe(dom, typ))
+    if not _fits_type(value, typ):
+        return bad
+    if dom.choices is not None:
+        return None if value in dom.choices else bad
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            (dom.ge is not None and not value >= dom.ge) or (dom.gt is not None and not value > dom.gt)
+            or (dom.le is not None and not value <= dom.le) or (dom.lt is not None and not value < dom.lt)):
+        return bad
+    if typ is str and dom.kind and dom.kind != "path" and not dom.optional and not value:
+        return bad
+    if typ in (tuple, list):
+        if (dom.length is not None and len(value) != dom.length) or len(value) < (dom.min_length or 0):
+            return bad
+        if dom.items is not None:
+            for i, v in enumerate(value):
+                found = _problem(v, dom.items, dom.items.type, (*where, i))
+                if found:
+                    return found
+    return None
+
+
+def _domain(f: dataclasses.Field) -> Domain:
+    return f.metadata.get("domain") or Domain()
 
 
 def validate(cfg: Any, prefix: str = "") -> Any:
-    """Raise ConfigError (key, value, valid range) at the first field outside its declared range."""
+    """Raise ConfigError (key, value, what it must be) at the first field, or tuple item, outside its
+    declared domain; then run the config's own ``validate()`` (nested configs first)."""
+    types = _field_types(type(cfg))
     for f in dataclasses.fields(cfg):
         value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             validate(value, key + ".")
-        elif _bad(value, f.metadata):
-            raise ConfigError(f"config key '{key}' = {value!r} is invalid: must be {_range_text(f.metadata)}")
+            continue
+        found = _problem(value, _domain(f), types.get(f.name))
+        if found:
+            where, bad, text = found
+            at = f" item {'.'.join(map(str, where))}" if where else ""
+            raise ConfigError(f"config key '{key}'{at} = {bad!r} is invalid: must be {text}")
     if callable(getattr(type(cfg), "validate", None)):   # checks that relate fields, defined by the config
-        cfg.validate()
+        try:
+            cfg.validate()
+        except ConfigError:
+            raise
+        except Exception as e:   # a check written as an assert or a bare ValueError is still one line, exit 2
+            where = f"config '{prefix[:-1]}'" if prefix else "config"
+            raise ConfigError(" ".join(f"{where} is invalid: {type(e).__name__}: {e}".split())) from e
+    return cfg
+
+
+def _declared(dom: Domain | None, typ: Any) -> bool:
+    if typ is bool:
+        return True
+    if dom is None:
+        return False
+    if typ in (int, float):
+        return dom.choices is not None or any(v is not None for v in (dom.ge, dom.gt, dom.le, dom.lt))
+    if typ is str:
+        return dom.choices is not None or dom.kind is not None
+    if typ in (tuple, list):
+        return dom.items is not None and dom.items.type is not None and _declared(dom.items, dom.items.type)
+    return False
+
+
+def undeclared_fields(cfg: Any, prefix: str = "") -> list[str]:
+    """Keys of the fields (nested ones included) whose valid values are not declared: a number
+    without a range or choices, a string without choices or a kind, a tuple without an item domain,
+    anything without a type. A bool is declared by its type, a nested config by its fields."""
+    types, out = _field_types(type(cfg)), []
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out += undeclared_fields(value, key + ".")
+        elif not _declared(f.metadata.get("domain"), types.get(f.name)):
+            out.append(key)
+    return out
+
+
+def check_datasets(cfg: Any, splits_of: Mapping[str, Sequence[str]], prefix: str = "") -> Any:
+    """Raise ConfigError unless every dataset field (named ``dataset`` or of kind "dataset") names a
+    registered dataset (``splits_of``: name -> its splits, common.data.available_datasets) and every
+    split field (kind "split") one of the splits of its config's dataset."""
+    dataset = None
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_datasets(value, splits_of, key + ".")
+        elif f.name == "dataset" or _domain(f).kind == "dataset":
+            if value not in splits_of:
+                raise ConfigError(f"config key '{key}' = {value!r} is not a registered dataset "
+                                  f"(one of {', '.join(sorted(splits_of))})")
+            dataset = value
+    for f in dataclasses.fields(cfg):
+        value, dom = getattr(cfg, f.name), _domain(f)
+        if dom.kind == "split" and not (dom.optional and value == ""):
+            if dataset is None:
+                raise ConfigError(f"config key '{prefix}{f.name}' is a split of no dataset field")
+            if value not in splits_of[dataset]:
+                raise ConfigError(f"config key '{prefix}{f.name}' = {value!r} is not a split of dataset "
+                                  f"'{dataset}' (one of {', '.join(splits_of[dataset])})")
     return cfg
 
 
@@ -174,7 +345,7 @@ class TrainConfig:
     ckpt_every: int = param(200, ge=1)      # steps between checkpoints (and one at the end)
     log_every: int = param(20, ge=1)
     eval_every: int = param(0, ge=0)        # steps between evaluations of fit's eval_data (0: at the end only)
-    device: str = param("auto", run_level="--device")   # auto | cpu | cuda | cuda:N, from the run
+    device: str = param("auto", kind="device", run_level="--device")   # auto | cpu | cuda | cuda:N, from the run
     amp: str = param("auto", choices=("auto", "bf16", "off"))        # auto: bf16 on CUDA
     channels_last: str = param("auto", choices=("auto", "on", "off"))  # auto: on CUDA
     compile: bool = False

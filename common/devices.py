@@ -92,10 +92,10 @@ def resolve_device(name: str = "auto", *, torch_cuda_count: int | None = None,
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
     jax_has_gpu = "gpu" in jax_platforms or "cuda" in jax_platforms
 
-    kind, _, idx = name.lower().partition(":")
-    if kind == "cpu" and not idx:
+    kind, idx = parse_device(name)
+    if kind == "cpu":
         return DeviceChoice("cpu", 0, "cpu")
-    if kind == "auto" and not idx:
+    if kind == "auto":
         if torch_cuda_count == 0:
             if jax_has_gpu:
                 _warn_once("JAX has a GPU backend but torch sees no CUDA GPU: both run on the CPU "
@@ -108,10 +108,8 @@ def resolve_device(name: str = "auto", *, torch_cuda_count: int | None = None,
                        f"Fix: {CUDA_FIX}")
             return DeviceChoice("cuda", index, "cpu")
         return DeviceChoice("cuda", index, "gpu")
-    if kind in ("cuda", "gpu"):
-        if idx and not idx.isdigit():
-            raise ValueError(f"device '{name}': the index after ':' must be a number")
-        index = int(idx) if idx else (local_rank if local_rank < max(torch_cuda_count, 1) else 0)
+    if kind == "cuda":
+        index = idx if idx is not None else (local_rank if local_rank < max(torch_cuda_count, 1) else 0)
         if torch_cuda_count == 0:
             raise RuntimeError(f"device '{name}' asked for, but torch sees no CUDA GPU here")
         if index >= torch_cuda_count:
@@ -120,4 +118,36 @@ def resolve_device(name: str = "auto", *, torch_cuda_count: int | None = None,
             raise RuntimeError(f"device '{name}' asked for: torch has CUDA but JAX has no GPU backend (a CPU-only "
                                f"jaxlib is installed). Fix: {CUDA_FIX}")
         return DeviceChoice("cuda", index, "gpu")
+    raise AssertionError(kind)   # parse_device knows no other kind
+
+
+def parse_device(name: str) -> tuple[str, int | None]:
+    """``"auto"`` / ``"cpu"`` / ``"cuda"`` (or ``"gpu"``) / ``"cuda:<i>"`` -> (kind, index or None);
+    anything else raises ValueError."""
+    kind, sep, idx = name.lower().partition(":")
+    kind = "cuda" if kind == "gpu" else kind
+    if kind in ("auto", "cpu") and not sep:
+        return kind, None
+    if kind == "cuda":
+        if sep and not idx.isdigit():
+            raise ValueError(f"device '{name}': the index after ':' must be a number")
+        return kind, int(idx) if sep else None
     raise ValueError(f"unknown device '{name}' (auto, cpu, cuda, cuda:<index>)")
+
+
+def check_device(name: str, *, torch_cuda_count: int | None = None) -> str:
+    """Refuse, as a ConfigError (the CLI: one line, exit 2), a device name that cannot be parsed or a
+    CUDA device that torch does not see here: checked before any work, where resolve_device would
+    fail only inside the first seed. torch is imported only for a CUDA request."""
+    from common.config import ConfigError
+    try:
+        kind, index = parse_device(name)
+        if kind == "cuda":
+            count = _torch_cuda_count() if torch_cuda_count is None else torch_cuda_count
+            if count == 0:
+                raise ValueError(f"device '{name}' asked for, but torch sees no CUDA GPU here")
+            if index is not None and index >= count:
+                raise ValueError(f"device '{name}' asked for, but torch sees only {count} CUDA GPU(s)")
+    except ValueError as e:
+        raise ConfigError(f"--device: {e}") from None
+    return name

@@ -25,6 +25,7 @@ from common import results as R
 from common.claims import evaluate_over_seeds
 from common.config import ConfigError, config_hash, to_dict
 from common.context import RunContext
+from common.devices import check_device
 from common.registry import _EXPERIMENTS, get
 from common.report import render_markdown
 
@@ -119,6 +120,7 @@ def run_experiments(names: Sequence[str], preset: str = "default", *, out_root: 
     overrides = dict(overrides or {})
     exps = [get(n) for n in names]
     cfgs = {e.name: e.resolve_config(preset, overrides) for e in exps}      # bad values: before any work
+    check_device(device)
     if seeds is not None and (not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds)):
         raise ConfigError(f"seeds must be distinct integers >= 0, got {list(seeds)}")
     if jobs < 1:

@@ -16,7 +16,7 @@ import sys
 from typing import Any, Callable, Mapping, Sequence
 
 from common.claims import Claim
-from common.config import ConfigError, apply_overrides, validate
+from common.config import ConfigError, apply_overrides, check_datasets, validate
 
 PRESETS = ("smoke", "default", "paper")
 DEFAULT_SEEDS = {"smoke": (0,), "default": (0, 1, 2), "paper": (0,)}
@@ -51,12 +51,15 @@ class Experiment:
         return self.lane or self.chapter
 
     def resolve_config(self, preset: str, overrides: Mapping[str, Any] | None = None):
-        """Defaults, then the preset, then the variant, then the user's overrides; every value checked."""
+        """Defaults, then the preset, then the variant, then the user's overrides; every value checked,
+        dataset and split names against the data registry included (a ConfigError before any work)."""
+        from common.data import available_datasets   # numpy, and the chapters' dataset modules: not at --list
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
         cfg = apply_overrides(self.config(), self.presets.get(preset, {}))
         cfg = apply_overrides(cfg, self.variant_overrides)
-        return validate(apply_overrides(cfg, overrides or {}))
+        cfg = validate(apply_overrides(cfg, overrides or {}))
+        return check_datasets(cfg, {name: entry.splits for name, entry in available_datasets().items()})
 
     def seeds_for(self, preset: str) -> tuple[int, ...]:
         return tuple(self.seeds.get(preset, DEFAULT_SEEDS[preset]))

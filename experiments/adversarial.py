@@ -2,37 +2,21 @@
 chapter 5) under the chapter's white-box threat model, its ablations, and an adaptive attack.
 
 One config (adversarial.config.AdversarialConfig) for every experiment; its nested ``capacity``
-config takes capacity's own presets (imported below, not copied), so the classifiers and
-autoencoders are the ones capacity's runs trained (identical stage keys) and the attack runs are
-cached per attacked model and shared (Fig 6.4 reuses Fig 6.3's attacks on the StSNets).
+config takes capacity's own presets (imported from capacity/config.py, not copied), so the
+classifiers and autoencoders are the ones capacity's runs trained (identical stage keys) and the
+attack runs are cached per attacked model and shared (Fig 6.4 reuses Fig 6.3's attacks on the StSNets).
 """
 from __future__ import annotations
 
 import math
 
-from adversarial.config import AdversarialConfig   # dataclasses only
+from adversarial.config import PRESETS, AdversarialConfig   # dataclasses only
 from common.claims import Claim, Fixtures, interval_above, interval_below, interval_metrics as iv
 from common.registry import Experiment, register
-from experiments.capacity import PRESETS as CAPACITY_PRESETS
 
 S = "000 ch. 6"
 ATTACKS = ("fgsm", "bim", "cw")
 ROLES = ("R", "I")
-
-
-def _cap(preset):
-    return {f"capacity.{k}": v for k, v in CAPACITY_PRESETS[preset].items()}
-
-
-PRESETS = {
-    "smoke": {**_cap("smoke"), "capacity.classifiers": ("lenet", "small"), "role_R": "lenet", "role_I": "small",
-              "n_eval": 24, "batch_size": 24, "bim_steps": 3, "cw_steps": 10, "n_ssim": 6, "n_adaptive": 12,
-              "pgd_steps": 5, "pgd_restarts": 2, "autoattack_steps": 3, "autoattack_queries": 20, "n_boot": 50, "n_grid": 8, "progress": False},
-    "default": {},
-    "paper": {**_cap("paper"), "capacity.classifiers": ("resnet50", "inception_v3"), "role_R": "resnet50",
-              "role_I": "inception_v3", "n_eval": 50_000, "batch_size": 100, "n_ssim": 1000, "n_adaptive": 1000,
-              "adaptive_linf": 4 / 255, "adaptive_l2": 0.0},
-}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,19 +3,9 @@ family, Fake-CAM, AD / AI / AG, insertion / deletion): one benchmark of every sa
 001's extremal areas. Both share the trained classifier (same work-folder key). Science in attribution/."""
 from __future__ import annotations
 
-from attribution.config import AttributionConfig
+from attribution.config import PAPER, PRESETS, SMOKE, AttributionConfig
 from common.claims import Claim, Fixtures, interval_above, interval_below
 from common.registry import Experiment, register
-
-PAPER = {"dataset": "imagenet", "eval_split": "val", "model": "vgg16_bn", "image_size": 224, "n_images": 1000,
-         "batch_size": 8, "pointing_sets": ("voc2007", "coco2014"), "pointing_tolerance": 15.0,
-         "ig_steps": 50, "rise_masks": 8000, "occlusion_window_px": 32,
-         "ep_iters": 1600, "ep_schedule": "thesis", "ep_kernel": "thesis", "ep_step_px": 7, "ep_sigma_px": 21.0,
-         "ep_max_blur_px": 20.0, "mp_iters": 300, "mp_mask_size": 28, "mp_blur_px": 10.0, "mp_mask_blur_px": 5.0,
-         "mp_jitter_px": 4}
-SMOKE = {"n_images": 4, "batch_size": 4, "train.epochs": 1, "width": 8, "rise_masks": 64, "ig_steps": 4,
-         "ep_iters": 4, "mp_iters": 4, "opticam_iters": 4, "n_figure_images": 2, "n_area_images": 2, "progress": False,
-         "methods": ("fakecam", "gradcam", "opticam", "extremal", "meaningful")}
 
 # --- reported, as printed: 002 Tab 2.1 (VGG16 columns; ResNet50 in the README) and Tab 2.4, 001 Tab 1 ------
 _T21_VGG = {"fakecam": (0.5, 0.6, 42.6, 0.00), "gradcam": (14.2, 14.7, 40.6, 0.02), "gradcampp": (17.1, 10.2, 33.4, 0.02),
@@ -109,7 +99,7 @@ register(Experiment(
     config=AttributionConfig,
     title="Every saliency method x AD / AG / AI / insertion / deletion / pointing game, seconds per image",
     source="002 Tab 2.1, 2.4 (Opti-CAM, CAM family, Fake-CAM); 001 Tab 1 (pointing game)",
-    presets={"smoke": SMOKE, "default": {}, "paper": PAPER},
+    presets=PRESETS,
     reported=REPORTED,
     reported_on="ImageNet val with VGG16 / ResNet50 (002; 1000-image subset for timing); VOC07 test / COCO14 val (001)",
     claims=CLAIMS,

@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import math
 
-from auxiliary.config import TAB_7_2_ROWS, SSALConfig
+from auxiliary.config import IMAGENET_TRAIN, PAPER, PRESETS, SMOKE, TAB_7_2_ROWS, SSALConfig
 from common.claims import ABSENT, Claim, Fixtures, interval_above, interval_metrics as iv
 from common.registry import Experiment, register
 
 S = "000 ch. 7"
 CIFAR100_TEST = "CIFAR100 test (10,000 images; the thesis' 'validation')"
 TINY_VAL = "TinyImageNet val (10,000 images), 3 repeats"
-
-_TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "train.optimizer": "sgd",
-                "train.momentum": 0.9, "train.weight_decay": 5e-4, "train.schedule": "onecycle",
-                "train.warmup_frac": 0.4, "train.ckpt_every": 500, "train.log_every": 50}
-PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
-         "branch_strides": (), "eta": 0.4,
-         "branch_layout": "thesis", "eval_batch_size": 500,
-         "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
-         **_TRAIN_PAPER}
-SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
-         "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
-         "n_random_partitions": 20, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
-         "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
 
 
 # --- claim checks ------------------------------------------------------------------------------
@@ -159,7 +146,7 @@ _SSAL_AS_PRINTED = {"tab7_2_SSAL_x1_M": 12.62, "tab7_2_CatFCNoSSAL_M": 13.58, "t
 
 def _reg(name, target, title, source, presets=None, reported=None, claims=(), reported_on=CIFAR100_TEST):
     register(Experiment(name=f"auxiliary.{name}", target=target if ":" in target else f"auxiliary.tables:{target}", config=SSALConfig,
-                        presets=presets or {"smoke": SMOKE, "default": {}, "paper": PAPER}, title=title, source=source,
+                        presets=presets or PRESETS, title=title, source=source,
                         reported=reported or {}, reported_on=reported_on, claims=claims))
 
 
@@ -285,14 +272,10 @@ _T74 = {"top1_ours": (75.5, 0.1), "top1_tr": (76.4, 0.1), "top1_jp": (76.9, 0.1)
         "top5_lc": (93.4, 0.1), "top5_gc": (92.7, 0.1)}
 REPORTED_74 = {k: {"value": v, "note": f"± {s} over 3 runs"} for k, (v, s) in _T74.items()}
 REPORTED_74["top1_jp"] = {"value": 76.9, "note": "± 0.1 over 3 runs; Tab 7.5 prints 77.00 (93.80) for the same model"}
-_IMAGENET_TRAIN = {"train.epochs": 90, "train.batch_size": 256, "train.lr": 0.1, "train.optimizer": "sgd",
-                   "train.momentum": 0.9, "train.weight_decay": 1e-4, "train.schedule": "cosine",
-                   "train.warmup_frac": 0.0, "train.num_workers": 8, "train.ckpt_every": 1000, "train.log_every": 100,
-                   "eval_batch_size": 250}
 _reg("tab7_4", "auxiliary.imagenet:table_7_4", "ImageNet: ResNet50 with three SSAL branches (paper preset only)",
      f"{S}, Tab 7.4", presets={"smoke": SMOKE, "default": {},
                                "paper": {**PAPER, "dataset": "imagenet", "test_split": "val", "eta": 0.3,
-                                         **_IMAGENET_TRAIN}},
+                                         **IMAGENET_TRAIN}},
      reported=REPORTED_74, reported_on="ImageNet val (50,000 images), 3 runs", claims=(
          Claim("+JP above the plain ResNet50 (top-1)", _jp_above("ours"), presets=("paper",), source="000 Tab 7.4",
                fixtures=Fixtures(PASS=iv("top1_jp_minus_ours", 1.4, 1.1, 1.7), FAIL=iv("top1_jp_minus_ours", -0.2, -0.5, 0.1),

@@ -8,35 +8,12 @@ from __future__ import annotations
 
 import math
 
-from capacity.config import CapacityConfig   # dataclasses only (no torch, no JAX)
+from capacity.config import PRESETS, CapacityConfig   # dataclasses only (no torch, no JAX)
 from common.claims import ABSENT, Claim, Fixtures, interval_above, interval_metrics as iv
 from common.registry import Experiment, register
 
 S = "000 ch. 5"
 
-
-PRESETS = {
-    "smoke": {"classifiers": ("lenet", "small"), "train.epochs": 1, "image_size": 28, "max_train": 512, "max_eval": 128,
-              "nmi_extra_split": "", "bc_pairs": 32, "eval_batch_size": 64, "n_examples": 3,
-              "ae.widths": (8, 8), "ae.convs": (1, 1), "ae.pretrain_images": 1024, "ae.plateau_images": 256,
-              "ae.finetune_epochs": 1, "progress": False,
-              "sweep_widths": ((8, 8), (8, 2)), "sweep_pretrain_images": 512, "sweep_bootstrap": 20},
-    "default": {},
-    "paper": {"dataset": "imagenet", "eval_split": "val", "nmi_extra_split": "", "pretrain_folder": "",
-              "image_size": 224, "resize": 256, "zoo": True, "n_classes": 1000,
-              "classifiers": ("lenet", "alexnet", "vgg16", "resnet50", "inception_v3"),
-              "bc_pairs": 25_000, "eval_batch_size": 100, "n_examples": 4,
-              "train.epochs": 30, "train.batch_size": 256, "train.lr": 0.01, "train.optimizer": "sgd",
-              "train.schedule": "cosine",
-              "ae.widths": (64, 128, 256, 512, 512), "ae.convs": (2, 2, 3, 3, 3), "ae.batch_size": 64, "ae.lr": 0.01,
-              "ae.pretrain_images": 99_000_000, "ae.plateau_images": 2_000_000,
-              "ae.finetune_batch_size": 64, "ae.finetune_epochs": 1, "ae.finetune_lr": 0.001,
-              "ae.ckpt_every": 2000, "ae.log_every": 100,
-              # 224x224x3 -> 7x7xw: 3, 6 (the thesis'), 12, 24 : 1
-              "sweep_widths": ((64, 128, 256, 512, 1024), (64, 128, 256, 512, 512), (64, 128, 256, 512, 256),
-                               (64, 128, 256, 512, 128)),
-              "sweep_pretrain_images": 10_000_000, "sweep_finetune_epochs": 1},
-}
 
 # --- reported numbers, exactly as printed (Tab 5.1, 5.2, 5.3) -------------------------------------
 _T51 = {"lenet": (32.30, 34.85, 54.63, 57.79), "alexnet": (54.96, 56.13, 77.98, 78.96),

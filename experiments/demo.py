@@ -5,14 +5,14 @@ import dataclasses
 
 from common.claims import Claim, Fixtures, greater
 from common.registry import Experiment, register
-from common.config import TrainConfig
+from common.config import TrainConfig, param
 
 
 @dataclasses.dataclass
 class DigitsConfig:
-    dataset: str = "digits"
-    val_fraction: float = 0.1
-    width: int = 32
+    dataset: str = param("digits", kind="dataset")
+    val_fraction: float = param(0.1, gt=0, lt=1)   # part of train held out (seeded, stratified)
+    width: int = param(32, ge=1)                    # channels of both convolutions
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=15, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=100, log_every=10))
 

@@ -9,22 +9,10 @@ import math
 
 from common.claims import Claim, Fixtures, interval_above, interval_below, interval_metrics as iv
 from common.registry import Experiment, register
-from pathmask.config import PathMaskConfig
+from pathmask.config import PRESETS, PathMaskConfig
 
 S = "003 ch. 4-5"
 
-PRESETS = {
-    "smoke": {"cnn.epochs": 1, "vae.epochs": 1, "best_of": 4, "interp_pairs": 20, "path_steps": 20,
-              "corr_pairs": 8, "corr_path_steps": 10, "morph_samples": 8, "morph_batch": 4, "morph_segment": 10,
-              "morph_max_steps": 30, "morph_lr": 0.05, "mask_steps": 10, "mask_path_steps": 5, "mask_patience": 0,
-              "mask_samples": 2, "mask_wrong": 1, "n_examples": 3, "bench_images": 3, "bench_ig_steps": 4,
-              "progress": False},
-    "default": {},
-    "paper": {"dataset": "mnist", "cnn.epochs": 10, "vae.epochs": 50, "cnn.batch_size": 128, "vae.batch_size": 128,
-              "interp_pairs": 1000, "corr_pairs": 1000, "corr_path_steps": 100, "morph_lr": 1e-3,
-              "morph_max_steps": 5000, "morph_batch": 512, "morph_segment": 100, "mask_lr": 1e-3, "mask_steps": 3000,
-              "mask_patience": 0, "mask_path_steps": 100, "mask_samples": 8, "mask_wrong": 3},
-}
 MNIST = "MNIST (thesis: 100 test samples for the error rate)"
 
 

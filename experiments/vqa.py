@@ -10,30 +10,12 @@ import math
 from common.claims import (Claim, Fixtures, interval_above, interval_below, interval_metrics as iv, interval_within,
                            intervals_descending)
 from common.registry import Experiment, register
+from vqa.config import PRESETS   # dataclasses and dicts only
 
 
 def _config():
     from vqa.config import VQAConfig   # dataclasses only
     return VQAConfig
-
-
-SMOKE = {
-    "max_train_questions": 1500, "max_eval_questions": 600,
-    "model.emb_dim": 16, "model.q_dim": 32, "model.hidden": 32, "model.cls_hidden": 32, "model.cnn_width": 8,
-    "train.epochs": 1, "train.batch_size": 16, "train.progress": False,
-    "hybrid_train.epochs": 2, "hybrid_train.progress": False, "n_boot": 100,
-}
-PAPER = {
-    "dataset": "vqa2", "heldout_fraction": 0.0, "answer_min_count": 9, "expected_classes": 3129,
-    "max_question_len": 14,
-    "model.emb_dim": 300, "model.q_dim": 1024, "model.hidden": 1024, "model.cls_hidden": 2048,
-    "model.dropout": 0.5,
-    "train.epochs": 20, "train.batch_size": 96, "train.ckpt_every": 1000,
-    "hybrid_train.epochs": 20, "hybrid_train.batch_size": 512,
-    "bracket_rule": "thesis", "min_matches": 30, "top_min": 100, "second_size": 50,
-    "eval_batch_size": 1024,
-}
-PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
 
 
 def _f(m, k):

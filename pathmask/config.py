@@ -89,3 +89,21 @@ class PathMaskConfig:
 
     def resolved_alpha_lk(self) -> float:
         return self.alpha_lk if self.alpha_lk > 0 else ALPHA_LK[self.dataset]
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets: overrides of the defaults above (the default preset is the defaults themselves), beside
+# the config they override; experiments/pathmask.py registers with them
+# --------------------------------------------------------------------------------------------------
+PRESETS = {
+    "smoke": {"cnn.epochs": 1, "vae.epochs": 1, "best_of": 4, "interp_pairs": 20, "path_steps": 20,
+              "corr_pairs": 8, "corr_path_steps": 10, "morph_samples": 8, "morph_batch": 4, "morph_segment": 10,
+              "morph_max_steps": 30, "morph_lr": 0.05, "mask_steps": 10, "mask_path_steps": 5, "mask_patience": 0,
+              "mask_samples": 2, "mask_wrong": 1, "n_examples": 3, "bench_images": 3, "bench_ig_steps": 4,
+              "progress": False},
+    "default": {},
+    "paper": {"dataset": "mnist", "cnn.epochs": 10, "vae.epochs": 50, "cnn.batch_size": 128, "vae.batch_size": 128,
+              "interp_pairs": 1000, "corr_pairs": 1000, "corr_path_steps": 100, "morph_lr": 1e-3,
+              "morph_max_steps": 5000, "morph_batch": 512, "morph_segment": 100, "mask_lr": 1e-3, "mask_steps": 3000,
+              "mask_patience": 0, "mask_path_steps": 100, "mask_samples": 8, "mask_wrong": 3},
+}

@@ -111,11 +111,11 @@ def cli(*args, env=None):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--set", "train.epochs=0"], "'train.epochs' = 0 is invalid: must be >= 1"),
+    (["--set", "train.epochs=0"], "'train.epochs' = 0 is invalid: must be an integer >= 1"),
     (["--set", "train.epochs=-3"], "'train.epochs' = -3 is invalid"),
-    (["--set", "train.batch_size=-5"], "'train.batch_size' = -5 is invalid: must be >= 1"),
+    (["--set", "train.batch_size=-5"], "'train.batch_size' = -5 is invalid: must be an integer >= 1"),
     (["--set", "train.batch_size=0"], "'train.batch_size' = 0 is invalid"),
-    (["--set", "train.lr=nan"], "'train.lr' = nan is invalid: must be > 0"),
+    (["--set", "train.lr=nan"], "'train.lr' = nan is invalid: must be a finite number > 0"),
     (["--set", "train.optimizer=lbfgs"], "must be one of sgd, adam, adamw, adamax"),
     (["--seed", "-1"], "must be >= 0"),
     (["--threads", "-2"], "must be >= 0"),
