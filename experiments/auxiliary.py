@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from auxiliary.config import IMAGENET_TRAIN, PAPER, PRESETS, SMOKE, TAB_7_2_ROWS, SSALConfig
+from auxiliary.config import IMAGENET_TRAIN, PAPER, PRESETS, SMOKE, SSALConfig
 from common.claims import ABSENT, Claim, Fixtures, interval_above, interval_metrics as iv
 from common.registry import Experiment, register
 

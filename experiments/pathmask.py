@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from common.claims import Claim, Fixtures, interval_above, interval_below, interval_metrics as iv
+from common.claims import Claim, Fixtures, interval_above, interval_metrics as iv
 from common.registry import Experiment, register
 from pathmask.config import PRESETS, PathMaskConfig
 
