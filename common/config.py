@@ -30,11 +30,16 @@ class ConfigError(ValueError):
 
 
 def param(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-          lt: float | None = None, choices: Sequence[Any] | None = None, run_level: str | None = None):
+          lt: float | None = None, choices: Sequence[Any] | None = None, run_level: str | None = None,
+          identity: bool = True):
     """A dataclass field with its valid range (bounds inclusive with ge/le, exclusive with gt/lt),
-    or its allowed ``choices``; ``run_level`` names the CLI flag that sets it instead of ``--set``."""
+    or its allowed ``choices``; ``run_level`` names the CLI flag that sets it instead of ``--set``.
+    ``identity=False``: the field never changes what a stage produces (a progress bar, a log
+    interval), so ``identity_dict`` leaves it out of the stage keys."""
     meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=tuple(choices) if choices else None,
                                   run_level=run_level).items() if v is not None}
+    if not identity:
+        meta["identity"] = False
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -73,6 +78,17 @@ def validate(cfg: Any, prefix: str = "") -> Any:
 def to_dict(cfg: Any) -> dict:
     """Plain-JSON view of a config dataclass (nested dataclasses become dicts)."""
     return dataclasses.asdict(cfg)
+
+
+def identity_dict(cfg: Any) -> dict:
+    """``to_dict`` without the fields declared ``param(..., identity=False)``, at any depth: what a
+    stage reading ``cfg`` is keyed by (common.context.RunContext.work_dir)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("identity", True):
+            v = getattr(cfg, f.name)
+            out[f.name] = identity_dict(v) if dataclasses.is_dataclass(v) else v
+    return out
 
 
 def config_hash(obj: Any, n: int = 10) -> str:
@@ -172,7 +188,7 @@ class TrainConfig:
     schedule: str = param("constant", choices=("constant", "cosine", "onecycle"))
     warmup_frac: float = param(0.0, ge=0, le=1)   # onecycle: fraction of steps to the peak
     ckpt_every: int = param(200, ge=1)      # steps between checkpoints (and one at the end)
-    log_every: int = param(20, ge=1)
+    log_every: int = param(20, ge=1, identity=False)
     eval_every: int = param(0, ge=0)        # steps between evaluations of fit's eval_data (0: at the end only)
     device: str = param("auto", run_level="--device")   # auto | cpu | cuda | cuda:N, from the run
     amp: str = param("auto", choices=("auto", "bf16", "off"))        # auto: bf16 on CUDA
@@ -180,5 +196,5 @@ class TrainConfig:
     compile: bool = False
     seed: int = param(0, ge=0, run_level="--seed")   # the run's seed (RunContext.train_config)
     grad_clip: float = param(0.0, ge=0)     # 0 = off
-    progress: bool = True
-    num_workers: int = param(4, ge=0)       # DataLoader workers (a torch Dataset only; 0 after JAX started)
+    progress: bool = param(True, identity=False)
+    num_workers: int = param(4, ge=0, identity=False)   # DataLoader workers (a torch Dataset only; 0 after JAX started)
