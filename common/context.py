@@ -4,11 +4,17 @@ its figures, tables and notes.
 The experiment function is called as ``fn(cfg, ctx) -> dict[str, float]`` (the metrics of one
 seed); ``ctx`` is a ``RunContext``.
 
-Work folders (``ctx.work_dir``): a cached stage is reused only when everything that made it is the
-same: its config key, the identity of the datasets it reads (name, split, resolved path,
-fingerprint of the files) and the source of the code that defines it. Anything else gets a fresh
-folder; the run record says, per stage, whether it was trained, resumed or loaded, and from which
-folder.
+Work folders (``ctx.work_dir(stage, config, depends_on=, datasets=)``): a cached stage is reused
+only when everything that made it is the same, and nothing of its key is picked by hand: the whole
+config subtree it reads (less fields declared ``param(..., identity=False)``), the folders of the
+stages it reads (their names carry their own keys: a swapped role reads other models, so trains
+afresh), the identity of the datasets it reads (name, split, resolved path, fingerprint of the files)
+and the source of the calling module and of every project module it imports, transitively, plus the
+dataset loader when it reads data (an edited model or loader trains afresh). Anything else gets a
+fresh folder; the run record says, per stage, whether it was trained, resumed or loaded, from which
+folder, and which files were hashed. One process at a time holds a stage (``flock`` on its
+``.lock`` until ``close()`` at the end of the seed); another waits and says who holds it.
+tests/test_stage_identity.py shows each of these.
 """
 from __future__ import annotations
 
