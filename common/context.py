@@ -103,7 +103,8 @@ def code_identity(file: str | Path, module: str, reads_data: bool = False) -> di
     if key in _code_cache:
         return _code_cache[key]
     # project modules: under the repository, or beside the caller's top package (a package on sys.path)
-    top_root = file.parents[module.count(".") + (file.name == "__init__.py")]
+    depth = module.count(".") + (file.name == "__init__.py")
+    top_root = file.parents[depth] if depth < len(file.parents) else file.parent
     roots = [_ROOT] + ([top_root] if top_root != _ROOT else [])
     files = set(_module_closure(file, module, roots))
     if reads_data:
