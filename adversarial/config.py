@@ -56,7 +56,7 @@ class AdversarialConfig:
     margin: float = param(2.0, gt=0)  # "no clean cost": f_i o A_i not worse than f_i by more than this
     n_boot: int = param(500, ge=50)
     n_grid: int = param(25, ge=2)     # points of the matched-L2 grid
-    progress: bool = True
+    progress: bool = param(True, identity=False)
 
     def validate(self) -> None:   # after every field and self.capacity (common.config.validate)
         for role in (self.role_R, self.role_I):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -69,18 +68,21 @@ class State:
     x: object
     y: object
     data_desc: dict
-    model_key: list          # capacity's stage folders (their names hash config, data and code)
+    model_dirs: list         # capacity's stage folders read, by role: A_S, f_R, A_R, f_I, A_I (names hash
+                             # config, data and code: a stage keyed by them is keyed by which models it read)
 
 
 def prepare(cfg, ctx) -> State:
     from capacity.models import trained_models
     from adversarial.ensemble import build_ensemble
     models = trained_models(cfg.capacity, ctx)
-    model_key = sorted(Path(s["folder"]).name for s in ctx.stages if Path(s["folder"]).name.startswith("capacity-"))
+    model_dirs = [models.autoencoder_dirs["A_S"]]
+    for name in (cfg.role_R, cfg.role_I):   # a zoo classifier (paper) has no folder: its weights are in the config
+        model_dirs += [d for d in (models.classifier_dirs.get(name), models.autoencoder_dirs[name]) if d is not None]
     ens = build_ensemble(models, {"R": cfg.role_R, "I": cfg.role_I}, cfg.ae_backend, cfg.fold_bn)
     x, y, desc = load_eval_images(cfg, ctx)
     dev = next(ens.models["f_R"].parameters()).device
-    return State(cfg, ctx, ens, x.to(dev), y.to(dev), desc, model_key)
+    return State(cfg, ctx, ens, x.to(dev), y.to(dev), desc, model_dirs)
 
 
 def _batches(n, bs):
@@ -94,11 +96,9 @@ def attack_run(state: State, attacked: str, evaluated: list) -> dict:
     import torch
     from adversarial import attacks as A
     cfg, ctx = state.cfg, state.ctx
-    key = {"attacked": attacked, "evaluated": list(evaluated), "models": state.model_key, "n_eval": cfg.n_eval,
-           "fgsm": list(cfg.fgsm_eps), "bim": [list(cfg.bim_eps), cfg.bim_steps],
-           "cw": [list(cfg.cw_eps), cfg.cw_steps, cfg.cw_lr, cfg.cw_c, cfg.cw_kappa, cfg.cw_box],
-           "backend": cfg.ae_backend, "fold_bn": cfg.fold_bn, "v": 1}
-    wd = ctx.work_dir(f"adversarial-attack-{slug(attacked)}", key, datasets=[state.data_desc])
+    wd = ctx.work_dir(f"adversarial-attack-{slug(attacked)}",
+                      {"adversarial": cfg, "attacked": attacked, "evaluated": list(evaluated)},
+                      depends_on=state.model_dirs, datasets=[state.data_desc])
     f = wd / "attacks.npz"
     if f.exists():
         with np.load(f, allow_pickle=False) as z:

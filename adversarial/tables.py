@@ -299,11 +299,8 @@ def adaptive(cfg, ctx) -> dict:
     rows = []
     for name in ADAPTIVE_MODELS:
         model = state.ensemble.models[name]
-        key = {"model": name, "models": state.model_key, "n": n, "budgets": budgets, "aa": cfg.autoattack_version,
-               "aa_budget": [cfg.autoattack_steps, cfg.autoattack_queries],
-               "pgd": [cfg.pgd_steps, cfg.pgd_restarts], "backend": cfg.ae_backend,
-               "fold_bn": cfg.fold_bn, "v": 1}
-        wd = ctx.work_dir(f"adversarial-adaptive-{slug(name)}", key, datasets=[state.data_desc])
+        wd = ctx.work_dir(f"adversarial-adaptive-{slug(name)}", {"adversarial": cfg, "model": name},
+                          depends_on=state.model_dirs, datasets=[state.data_desc])
         f = wd / "adaptive.json"
         if f.exists():
             res = json.loads(f.read_text())

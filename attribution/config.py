@@ -55,7 +55,7 @@ class AttributionConfig:
     # outputs
     n_figure_images: int = param(4, ge=1)
     n_area_images: int = param(3, ge=0)
-    progress: bool = True
+    progress: bool = param(True, identity=False)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=4, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
 

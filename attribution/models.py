@@ -6,7 +6,6 @@ does (notes/attribution.md), so Fake-CAM's zero at the top-left pixel replaces i
 intensity rather than leaving an already-black pixel unchanged."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -51,9 +50,8 @@ def trained_canvas_cnn(cfg, ctx) -> tuple[nn.Module, dict]:
     train = ctx.load_dataset(cfg.dataset, "train")
     torch.manual_seed(ctx.seed)
     model = CanvasCNN(cfg.width)
-    key = {"dataset": cfg.dataset, "width": cfg.width, "train": dataclasses.asdict(cfg.train)}
     res = fit(model, (normalise_digits(train.x), torch.as_tensor(train.y)), ctx.train_config(cfg.train),
-              ctx.work_dir("attribution-canvas-cnn", key), desc="canvas-cnn")
+              ctx.work_dir("attribution-canvas-cnn", cfg), desc="canvas-cnn")
     test = ctx.load_dataset(cfg.dataset, "test")
     acc = accuracy(predict(res.model, [normalise_digits(test.x)]), torch.as_tensor(test.y))
     return res.model.eval(), {"test_accuracy": acc, "train_steps": res.steps}

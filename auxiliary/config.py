@@ -38,11 +38,13 @@ class SSALConfig:
     inception_width: int = param(8, ge=1)
     fig7_3_groups: tuple = param((2, 4, 10, 20), items=item(int, ge=2), min_length=1)   # groups per branch
     fig7_3_point: str = param("g1", kind="name")   # "before the first residual block" (L1713)
+    # which models Fig 7.4 / A.6 train, not what one of them is (its arch / epochs are in its own stage
+    # key): out of the keys, so that Fig 7.3's paper stages serve Fig 7.4's too
     # Fig 7.4 (paper: resnet50, wrn28-10, densenet-bc100-12)
-    fig7_4_archs: tuple = param(("resnet_mini",), items=item(str, choices=ARCHS), min_length=1)
+    fig7_4_archs: tuple = param(("resnet_mini",), items=item(str, choices=ARCHS), min_length=1, identity=False)
     fig7_4_groups: int = param(20, ge=2)  # "20 visually similar groups" (Fig 7.4 caption)
     # CatFCNoSSAL trained this many times train.epochs (paper 1, 2.5, 5)
-    figA6_epoch_factors: tuple = param((1.0, 5.0), items=item(float, gt=0), min_length=1)
+    figA6_epoch_factors: tuple = param((1.0, 5.0), items=item(float, gt=0), min_length=1, identity=False)
     eval_each_epoch: bool = True          # score the held-out part of train after every epoch (Fig A.6's curves)
     three_groups: tuple = param((20, 33, 50), items=item(int, ge=2), min_length=1)   # Tab 7.3 (Tab 7.1: 20, 30, 50)
     three_points: tuple = param(("g1", "g2", "g3"), items=item(str, kind="name"), min_length=1)
@@ -71,7 +73,7 @@ class SSALConfig:
     ig_steps: int = param(32, ge=2)
     augment: bool = False                 # random crop + flip (CIFAR); off for digits: a flip changes the number
     eval_batch_size: int = param(500, ge=1)
-    progress_bars: bool = True
+    progress_bars: bool = param(True, identity=False)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=5, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
         weight_decay=0.0, ckpt_every=400, log_every=20))

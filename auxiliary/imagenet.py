@@ -66,9 +66,7 @@ def _stage(cfg, ctx, stage: str, model: nn.Module, desc: dict, train_ds: Dataset
     tc = ctx.train_config(cfg.train)
     if not cfg.progress_bars:
         tc = dataclasses.replace(tc, progress=False)
-    key = {"model": desc, "train": dataclasses.asdict(dataclasses.replace(tc, device="-", progress=True)),
-           "image_size": cfg.image_size, "holdout_frac": cfg.imagenet_holdout_frac}
-    work = ctx.work_dir(stage, key)
+    work = ctx.work_dir(stage, {"ssal": dataclasses.replace(cfg, lc_train=None), "model": desc})
     fit(model, train_ds, tc, work, desc=stage, **({"step_fn": step_fn} if step_fn is not None else {}))
     model.stage_dir = str(work)
     return model.eval()
@@ -117,8 +115,8 @@ def table_7_4(cfg, ctx) -> dict:
     # +LC: the linear layer over the concatenated outputs, trained on the held-out part (as at CIFAR scale)
     hold_heads, y_hold = predict_folder(ssal, hold_ds, cfg, workers)
     tc = ctx.train_config(cfg.lc_train)
-    lin = S.train_linear_combination(hold_heads, y_hold, tc, ctx.work_dir("aux-imagenet-lc", {
-        "parent": ssal.stage_dir, "train": dataclasses.asdict(dataclasses.replace(tc, device="-"))}))
+    lin = S.train_linear_combination(hold_heads, y_hold, tc, ctx.work_dir("aux-imagenet-lc", cfg,
+                                                                       depends_on=[ssal.stage_dir]))
 
     (base_logits,), y = predict_folder(base, val_ds, cfg, workers)
     heads, _ = predict_folder(ssal, val_ds, cfg, workers)

@@ -150,9 +150,10 @@ def build_model(cfg, arch: str, k: int, in_ch: int, points: Sequence[str] = (), 
 # --------------------------------------------------------------------------------------------------
 def _train(cfg, ctx, data: Data, stage: str, model: nn.Module, desc: dict, step_fn=None, gammas=None,
            epochs: int | None = None) -> nn.Module:
-    """Train ``model`` in the shared stage ``stage`` (its key: ``desc``, the training settings, the data
-    options). With ``cfg.eval_each_epoch`` the held-out part of train is scored after every epoch
-    (the trainer's history: Fig A.6's curves); ``gammas`` (SSAL models) adds the JP accuracy."""
+    """Train ``model`` in the shared stage ``stage`` (its key: ``desc``, the epochs trained and the whole
+    config but ``lc_train``, read by the +LC stage only). With ``cfg.eval_each_epoch`` the held-out part
+    of train is scored after every epoch (the trainer's history: Fig A.6's curves); ``gammas`` (SSAL
+    models) adds the JP accuracy."""
     tc = ctx.train_config(cfg.train)
     if epochs is not None:
         tc = dataclasses.replace(tc, epochs=epochs)
@@ -160,10 +161,7 @@ def _train(cfg, ctx, data: Data, stage: str, model: nn.Module, desc: dict, step_
         tc = dataclasses.replace(tc, progress=False)
     if cfg.eval_each_epoch:
         tc = dataclasses.replace(tc, eval_every=max(1, len(data.x_fit) // tc.batch_size))
-    key = {"model": desc, "train": dataclasses.asdict(dataclasses.replace(tc, device="-", progress=True)),
-           "downsample": cfg.downsample, "holdout_frac": cfg.holdout_frac, "max_train": cfg.max_train,
-           "augment": cfg.augment}
-    work = ctx.work_dir(stage, key)
+    work = ctx.work_dir(stage, {"ssal": dataclasses.replace(cfg, lc_train=None), "model": desc, "epochs": tc.epochs})
     kw = {"step_fn": step_fn} if step_fn is not None else {}
     if cfg.eval_each_epoch:
         kw["eval_data"] = (data.x_hold, data.y_hold)
@@ -232,8 +230,7 @@ def linear_comb(cfg, ctx, data: Data, model: nn.Module) -> nn.Module:
     trust overconfident heads; measured on seed 0 of the default: 79 % against 90 % for f alone)."""
     heads = S.predict_heads(model, data.x_hold, cfg.eval_batch_size)
     tc = ctx.train_config(cfg.lc_train)
-    work = ctx.work_dir("aux-lc", {"parent": model.stage_dir, "train": dataclasses.asdict(
-        dataclasses.replace(tc, device="-"))})
+    work = ctx.work_dir("aux-lc", cfg, depends_on=[model.stage_dir])
     return S.train_linear_combination(heads, data.y_hold, tc, work)
 
 

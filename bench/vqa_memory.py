@@ -93,7 +93,7 @@ class BenchContext:
         import vqa.data  # noqa: F401
         return load_dataset(name, split, self.data_root)
 
-    def work_dir(self, stage, key):
+    def work_dir(self, stage, config, *, depends_on=(), datasets=None):
         return self.root / "work" / stage
 
     def train_config(self, c):

@@ -24,7 +24,7 @@ class AEConfig:
     finetune_epochs: int = param(1, ge=1)
     finetune_lr: float = param(0.001, gt=0)     # not in the thesis; 0.01 diverged here
     ckpt_every: int = param(200, ge=1)
-    log_every: int = param(25, ge=1)
+    log_every: int = param(25, ge=1, identity=False)
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ class CapacityConfig:
     max_train: int = param(0, ge=0)       # 0 = all
     max_eval: int = param(0, ge=0)
     max_pretrain: int = param(0, ge=0)
-    num_workers: int = param(4, ge=0)
+    num_workers: int = param(4, ge=0, identity=False)
     materialize_max: int = param(20_000, ge=0)   # image-folder sources this small are held in memory
     bc_pairs: int = param(2500, ge=1)     # paper: 25,000 on ImageNet val
     nmi_seed: int = param(0, ge=0)
@@ -77,7 +77,7 @@ class CapacityConfig:
     sweep_finetune_epochs: int = param(1, ge=1)       # per point (= ae.finetune_epochs at default)
     sweep_threshold: float = param(90.0, ge=0, le=100)   # FCA threshold of the sweep (the thesis' t = 90)
     sweep_bootstrap: int = param(100, ge=1)
-    progress: bool = True
+    progress: bool = param(True, identity=False)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         epochs=5, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
     ae: AEConfig = dataclasses.field(default_factory=AEConfig)

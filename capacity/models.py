@@ -27,6 +27,8 @@ class CapacityModels:
     image_shape: tuple                # (H, W, C) the autoencoders and classifiers take
     clf_info: dict = dataclasses.field(default_factory=dict)   # how each f_i was obtained (trained / zoo)
     ae_info: dict = dataclasses.field(default_factory=dict)    # final losses, lr drops, steps
+    classifier_dirs: dict = dataclasses.field(default_factory=dict)   # name -> stage folder of a trained f_i
+    autoencoder_dirs: dict = dataclasses.field(default_factory=dict)  # "A_S" / name -> stage folder of A_S / A_i
 
     def autoencode(self, name: str, x_u8):
         """A_name(x): ``name`` is "A_S" or a classifier's name (its fine-tuned A_i)."""

@@ -1,9 +1,9 @@
 """The shared pipeline of every capacity experiment: data -> classifiers f_i -> A_S -> A_i ->
-one evaluation pass. Each stage lives in ``ctx.work_dir(stage, key, datasets)`` with a key made
-only of what determines it and the descriptions of exactly the datasets it reads, so all capacity
-experiments (and reruns, and other chapters through ``capacity.models.trained_models``, whatever
-else they loaded before) share the trained models and the evaluation, and a changed setting or
-dataset trains afresh.
+one evaluation pass. Each stage lives in ``ctx.work_dir(stage, config, depends_on=, datasets=)``
+keyed by the config as it reads it (``_read_by``), the stages it reads and the descriptions of
+exactly the datasets it reads, so all capacity experiments (and reruns, and other chapters through
+``capacity.models.trained_models``, whatever else they loaded before) share the trained models and
+the evaluation, and a changed setting or dataset trains afresh.
 """
 from __future__ import annotations
 
@@ -111,26 +111,22 @@ def _reads(sources, *roles) -> list:
 # --------------------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------------------
-def _arch(cfg, name):
-    """The architecture's description, so that a changed network never reuses an old checkpoint."""
-    if cfg.zoo and name != "lenet":
-        return f"torchvision.{name}({getattr(cfg.weights, name)})"
-    from capacity.classifiers import digit_classifier
-    return repr(digit_classifier(name, 3 if cfg.zoo else 1, cfg.n_classes, cfg.image_size))
+def _read_by(cfg, classifier: str | None = None, *, ae: bool = True, train: bool = True):
+    """The config as one stage reads it (its work-folder key): the whole config, its classifier list
+    narrowed to the one classifier the stage is about (none: A_S), without the subtree a stage never
+    reads (``ae`` for a classifier, ``train`` for the autoencoder pre-training). Capacity's
+    five-classifier run and adversarial's two-classifier one thus share each classifier's stages."""
+    return dataclasses.replace(cfg, classifiers=(classifier,) if classifier else (),
+                               ae=cfg.ae if ae else None, train=cfg.train if train else None)
 
 
-def _classifier_key(cfg, name):
-    return {"arch": _arch(cfg, name), "dataset": cfg.dataset, "split": cfg.train_split, "size": cfg.image_size, "resize": cfg.resize,
-            "name": name, "max_train": cfg.max_train, "zoo": cfg.zoo, "weights": cfg.zoo_weights,
-            "n_classes": cfg.n_classes, "train": dataclasses.asdict(cfg.train)}
-
-
-def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict]:
-    """name -> frozen torch classifier in eval mode (trained once, or loaded from the zoo)."""
+def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict, dict]:
+    """name -> frozen torch classifier in eval mode (trained once, or loaded from the zoo); how each
+    was obtained; the stage folder of each trained one."""
     import torch
     from common.trainer import fit, pick_device
     from capacity.classifiers import Preprocessed, digit_classifier, zoo_classifier, LeNet
-    out, info = {}, {}
+    out, info, dirs = {}, {}, {}
     dev = pick_device(ctx.device)   # classifiers stay on the run's device (GPU at paper scale)
     train = sources["train"]
     c = train.image_shape[-1]
@@ -147,31 +143,16 @@ def get_classifiers(cfg, ctx, sources) -> tuple[dict, dict]:
             else:
                 model = digit_classifier(name, c, cfg.n_classes, cfg.image_size)
             data = train.tensors() if isinstance(train, ArraySource) else train
-            res = fit(model, data, ctx.train_config(cfg.train),
-                      ctx.work_dir(f"capacity-clf-{name}", _classifier_key(cfg, name), datasets=_reads(sources, "train")),
-                      desc=f"classifier {name}")
+            dirs[name] = ctx.work_dir(f"capacity-clf-{name}", _read_by(cfg, name, ae=False),
+                                      datasets=_reads(sources, "train"))
+            res = fit(model, data, ctx.train_config(cfg.train), dirs[name], desc=f"classifier {name}")
             model = res.model
             info[name] = {"source": "trained here", "steps": res.steps, "wall_s": res.wall_s}
         model = model.to(dev).eval()
         for p in model.parameters():
             p.requires_grad_(False)
         out[name] = model
-    return out, info
-
-
-def _ae_key(cfg):
-    a = cfg.ae
-    return {"dataset": cfg.dataset, "split": cfg.train_split, "pretrain_folder": cfg.pretrain_folder,
-            "max_pretrain": cfg.max_pretrain, "max_train": cfg.max_train, "size": cfg.image_size,
-            "resize": cfg.resize, "widths": list(a.widths), "convs": list(a.convs), "bs": a.batch_size, "lr": a.lr,
-            "momentum": a.momentum, "images": a.pretrain_images, "plateau": a.plateau_images,
-            "factor": a.plateau_factor}
-
-
-def _ft_key(cfg, name):
-    a = cfg.ae
-    return {"ae": _ae_key(cfg), "clf": _classifier_key(cfg, name), "bs": a.finetune_batch_size,
-            "epochs": a.finetune_epochs, "lr": a.finetune_lr, "momentum": a.momentum}
+    return out, info, dirs
 
 
 def build_model(cfg, channels: int):
@@ -179,46 +160,42 @@ def build_model(cfg, channels: int):
     return SegNet(tuple(cfg.ae.widths), tuple(cfg.ae.convs), channels)
 
 
-def get_autoencoders(cfg, ctx, sources, classifiers) -> tuple[Any, dict, dict]:
-    """(model, {"A_S": variables, name: variables of A_name}, info)."""
+def get_autoencoders(cfg, ctx, sources, classifiers, clf_dirs) -> tuple[Any, dict, dict, dict]:
+    """(model, {"A_S": variables, name: variables of A_name}, info, their stage folders). ``clf_dirs``:
+    the stage folder of each trained classifier (a fine-tuned decoder is keyed by the one it read)."""
     from capacity.training import finetune_decoder, make_finetune_fns, pretrain_autoencoder
     c = sources["train"].image_shape[-1]
     model = build_model(cfg, c)
     fns = make_finetune_fns(model, cfg.ae.momentum)
-    v_s, st = pretrain_autoencoder(model, sources["pretrain"], cfg.ae,
-                                   ctx.work_dir("capacity-AS", _ae_key(cfg), datasets=_reads(sources, "pretrain")),
-                                   ctx.seed, progress=cfg.progress)
+    dirs = {"A_S": ctx.work_dir("capacity-AS", _read_by(cfg, train=False), datasets=_reads(sources, "pretrain"))}
+    v_s, st = pretrain_autoencoder(model, sources["pretrain"], cfg.ae, dirs["A_S"], ctx.seed, progress=cfg.progress)
     aes = {"A_S": v_s}
     info = {"A_S": {"final_mse": st["history"][-1]["loss"] if st.get("history") else None,
                     "lr_drops": st.get("lr_drops", []), "images": st.get("images")}}
     for name, clf in classifiers.items():
-        v, st = finetune_decoder(model, v_s, clf, sources["train"], cfg.ae,
-                                 ctx.work_dir(f"capacity-A-{name}", _ft_key(cfg, name),
-                                              datasets=_reads(sources, "pretrain", "train")), ctx.seed,
+        dirs[name] = ctx.work_dir(f"capacity-A-{name}", _read_by(cfg, name),
+                                  depends_on=[dirs["A_S"]] + ([clf_dirs[name]] if name in clf_dirs else []),
+                                  datasets=_reads(sources, "pretrain", "train"))
+        v, st = finetune_decoder(model, v_s, clf, sources["train"], cfg.ae, dirs[name], ctx.seed,
                                  desc=f"fine-tune A_{short(name)}", progress=cfg.progress, fns=fns)
         aes[name] = v
         info[name] = {"final_ce": st["history"][-1]["loss"] if st.get("history") else None, "steps": st["step"]}
-    return model, aes, info
+    return model, aes, info, dirs
 
 
 def train_models(cfg, ctx, sources) -> CapacityModels:
     """Every trained model of the chapter (each stage trained once, then loaded from its folder)."""
     from capacity.training import make_reconstruct
-    classifiers, clf_info = get_classifiers(cfg, ctx, sources)
-    model, aes, ae_info = get_autoencoders(cfg, ctx, sources, classifiers)
+    classifiers, clf_info, clf_dirs = get_classifiers(cfg, ctx, sources)
+    model, aes, ae_info, ae_dirs = get_autoencoders(cfg, ctx, sources, classifiers, clf_dirs)
     return CapacityModels(classifiers=classifiers, segnet=model, variables=aes, reconstruct=make_reconstruct(model),
-                          image_shape=tuple(sources["train"].image_shape), clf_info=clf_info, ae_info=ae_info)
+                          image_shape=tuple(sources["train"].image_shape), clf_info=clf_info, ae_info=ae_info,
+                          classifier_dirs=clf_dirs, autoencoder_dirs=ae_dirs)
 
 
 # --------------------------------------------------------------------------------------------------
 # One evaluation pass
 # --------------------------------------------------------------------------------------------------
-def _eval_key(cfg):
-    return {"ft": [_ft_key(cfg, n) for n in cfg.classifiers], "eval": cfg.eval_split, "extra": cfg.nmi_extra_split,
-            "max_eval": cfg.max_eval, "pairs": cfg.bc_pairs, "nmi_seed": cfg.nmi_seed, "ex": cfg.n_examples,
-            "bs": cfg.eval_batch_size, "v": 3}
-
-
 def evaluate(cfg, ctx) -> dict:
     """Everything the tables and figures need, computed once (cached as npz + json, no pickle);
     the models themselves: ``train_models`` / ``capacity.models.trained_models``.
@@ -232,9 +209,10 @@ def evaluate(cfg, ctx) -> dict:
     from capacity.metrics import mutual_information, to_uint8
 
     sources = load_sources(cfg, ctx)
-    # the pass is keyed by everything that determines the models (their configs, data and code), so a
-    # cached pass is returned without loading them (the tables read arrays only)
-    wd = ctx.work_dir("capacity-eval", _eval_key(cfg), datasets=_reads(sources, "train", "pretrain", "eval", "extra"))
+    # the pass is keyed by everything that determines the models (the whole config, the data and the
+    # code, which imports the training code), so a cached pass is returned without loading them (the
+    # tables read arrays only)
+    wd = ctx.work_dir("capacity-eval", cfg, datasets=_reads(sources, "train", "pretrain", "eval", "extra"))
     if (wd / "eval.npz").exists() and (wd / "eval.json").exists():
         with np.load(wd / "eval.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import secrets
 import shutil
+import socket
 from pathlib import Path
 
 import torch
@@ -22,11 +25,25 @@ class UnsafeCheckpointError(CheckpointError):
     safetensors at all. A CheckpointError, so one ``except CheckpointError`` covers every bad file."""
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# how safetensors' Rust writer reports ENOSPC / EDQUOT (a SafetensorError, not an OSError)
+_DISK_FULL_TEXT = ("StorageFull", "QuotaExceeded", "No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """A full disk (or quota), whether raised by Python's I/O or inside safetensors' writer."""
+    if isinstance(e, OSError) and e.errno in _DISK_FULL:
+        return True
+    return type(e).__name__ == "SafetensorError" and any(t in str(e) for t in _DISK_FULL_TEXT)
+
+
+def _writer_tag() -> str:
+    """Unique per writer (host, pid, random): two writers never share a temporary name."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def save_state_dict(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{_writer_tag()}")
     try:
         # safetensors refuses shared storage (tied weights); clone makes each tensor own its memory.
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
@@ -63,14 +80,16 @@ def write_checkpoint_dir(work_dir: str | os.PathLike, write_files, state: dict) 
     """Write a checkpoint folder so that a kill at any moment leaves a complete one behind.
 
     ``write_files(tmp_dir)`` writes the tensor files (safetensors); ``state`` (JSON) is written last.
-    The folder is built as ``ckpt.tmp`` and swapped in; ``ckpt.old`` covers a kill between renames.
-    Torch (common.trainer) and JAX (chapter loops, via common.bridge.save_pytree) share this.
-    A failure while writing (disk full, say) leaves the previous checkpoint untouched; a full disk
-    raises ``CheckpointError`` saying so and from which step a rerun resumes.
+    The folder is built under a name of its own writer (``.ckpt.tmp-<host>-<pid>-<random>``) and
+    swapped in under ``.ckpt.lock``, so two writers at once (which the stage lock of
+    ``RunContext.work_dir`` already prevents) never share or half-replace a folder; ``ckpt.old``
+    covers a kill between renames. Torch (common.trainer) and JAX (chapter loops, via
+    common.bridge.save_pytree) share this. A failure while writing (disk full, say) leaves the
+    previous checkpoint untouched; a full disk raises ``CheckpointError`` saying so and from which
+    step a rerun resumes.
     """
     work_dir = Path(work_dir)
-    tmp, cur, old = work_dir / "ckpt.tmp", work_dir / "ckpt", work_dir / "ckpt.old"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp, cur, old = work_dir / f".ckpt.tmp-{_writer_tag()}", work_dir / "ckpt", work_dir / "ckpt.old"
     try:
         tmp.mkdir(parents=True)
         write_files(tmp)
@@ -80,18 +99,37 @@ def write_checkpoint_dir(work_dir: str | os.PathLike, write_files, state: dict) 
             os.fsync(f.fileno())
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)   # frees the space; `cur` was never touched
-        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+        if is_disk_full(e):
             raise CheckpointError(_disk_full_message(work_dir, state, e)) from e
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    if cur.exists():
-        os.replace(cur, old)
-    os.replace(tmp, cur)
-    shutil.rmtree(old, ignore_errors=True)
+    fd = os.open(work_dir / ".ckpt.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _remove_dead_writers_tmp(work_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        if cur.exists():
+            os.replace(cur, old)
+        os.replace(tmp, cur)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        os.close(fd)
     return cur
 
 
-def _disk_full_message(work_dir: Path, state: dict, err: OSError) -> str:
+def _remove_dead_writers_tmp(work_dir: Path) -> None:
+    """Temporary folders left by killed writers of this host (their pid is gone) hold disk space."""
+    host = socket.gethostname()
+    for d in work_dir.glob(f".ckpt.tmp-{host}-*"):
+        pid = d.name[len(f".ckpt.tmp-{host}-"):].split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
+def _disk_full_message(work_dir: Path, state: dict, err: BaseException) -> str:
     new = f" (step {state['step']})" if "step" in state else ""
     prev = latest_checkpoint_dir(work_dir)
     prev_step = checkpoint_step(prev) if prev is not None else None
@@ -101,7 +139,7 @@ def _disk_full_message(work_dir: Path, state: dict, err: OSError) -> str:
         at = f" (step {prev_step})" if prev_step is not None else ""
         kept = f"The previous checkpoint {prev}{at} is intact; a rerun of the same command resumes from it."
     return (f"no space left on device while writing the checkpoint{new} into {work_dir} "
-            f"({err.strerror or err}). {kept} Free disk space, then rerun.")
+            f"({getattr(err, 'strerror', None) or err}). {kept} Free disk space, then rerun.")
 
 
 def checkpoint_step(ckpt_dir: str | os.PathLike) -> int | None:

@@ -78,15 +78,18 @@ def param(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclas
           ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
           choices: Sequence[Any] | None = None, kind: str | None = None, optional: bool = False,
           items: Domain | None = None, length: int | None = None, min_length: int | None = None,
-          run_level: str | None = None):
+          run_level: str | None = None, identity: bool = True):
     """A dataclass field with its valid values: a range (bounds inclusive with ge/le, exclusive with
     gt/lt), ``choices``, a string ``kind``, or for tuples ``items`` (each item's domain) and a
     ``length`` / ``min_length``; its type is the field's annotation. ``run_level`` names the CLI flag
-    that sets the field instead of ``--set``."""
+    that sets the field instead of ``--set``. ``identity=False``: the field never changes what a stage
+    produces (a progress bar, a log interval), so ``identity_dict`` leaves it out of the stage keys."""
     meta: dict[str, Any] = {"domain": Domain(None, ge, gt, le, lt, tuple(choices) if choices is not None else None,
                                              kind, optional, items, length, min_length)}
     if run_level is not None:
         meta["run_level"] = run_level
+    if not identity:
+        meta["identity"] = False
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
@@ -246,6 +249,17 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def identity_dict(cfg: Any) -> dict:
+    """``to_dict`` without the fields declared ``param(..., identity=False)``, at any depth: what a
+    stage reading ``cfg`` is keyed by (common.context.RunContext.work_dir)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("identity", True):
+            v = getattr(cfg, f.name)
+            out[f.name] = identity_dict(v) if dataclasses.is_dataclass(v) else v
+    return out
+
+
 def config_hash(obj: Any, n: int = 10) -> str:
     """Short stable hash of a config (or any JSON-able value); names cached work directories."""
     if dataclasses.is_dataclass(obj):
@@ -343,7 +357,7 @@ class TrainConfig:
     schedule: str = param("constant", choices=("constant", "cosine", "onecycle"))
     warmup_frac: float = param(0.0, ge=0, le=1)   # onecycle: fraction of steps to the peak
     ckpt_every: int = param(200, ge=1)      # steps between checkpoints (and one at the end)
-    log_every: int = param(20, ge=1)
+    log_every: int = param(20, ge=1, identity=False)
     eval_every: int = param(0, ge=0)        # steps between evaluations of fit's eval_data (0: at the end only)
     device: str = param("auto", kind="device", run_level="--device")   # auto | cpu | cuda | cuda:N, from the run
     amp: str = param("auto", choices=("auto", "bf16", "off"))        # auto: bf16 on CUDA
@@ -351,5 +365,5 @@ class TrainConfig:
     compile: bool = False
     seed: int = param(0, ge=0, run_level="--seed")   # the run's seed (RunContext.train_config)
     grad_clip: float = param(0.0, ge=0)     # 0 = off
-    progress: bool = True
-    num_workers: int = param(4, ge=0)       # DataLoader workers (a torch Dataset only; 0 after JAX started)
+    progress: bool = param(True, identity=False)
+    num_workers: int = param(4, ge=0, identity=False)   # DataLoader workers (a torch Dataset only; 0 after JAX started)

@@ -93,6 +93,8 @@ def _run_seed(task: _SeedTask) -> dict:
         user = isinstance(e, (UserFacingError, FileNotFoundError, ConfigError))
         out.update(error=traceback.format_exc(), error_type=type(e).__name__, user_facing=user,
                    message=str(e) if user else f"{type(e).__name__}: {e}")
+    finally:
+        ctx.close()   # the seed's stage folders are free for the next writer
     out.update(tables=ctx.tables, figures=ctx.figures, notes=ctx.notes, datasets=ctx.datasets, stages=ctx.stages,
                wall_time_s=round(time.time() - t0, 3), cpu_time_s=round(_cpu_seconds() - cpu0, 3))
     return out

@@ -39,7 +39,7 @@ def digits_classifier(cfg: DigitsConfig, ctx) -> dict:
     model = nn.Sequential(nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * w, 10))
     res = fit(model, tensors(train, tr_idx), ctx.train_config(cfg.train),
-              ctx.work_dir("demo-digits", dataclasses.asdict(cfg)), desc="digits-cnn")
+              ctx.work_dir("demo-digits", cfg), desc="digits-cnn")
     out = {}
     for split, (x, y) in {"val": tensors(train, va_idx), "test": tensors(test)}.items():
         out[f"acc_{split}"] = accuracy(predict(res.model, [x]), y)

@@ -24,7 +24,7 @@ class NetTrain:
     batch_size: int = param(64, ge=1)
     lr: float = param(1e-3, gt=0)          # Adam
     ckpt_every: int = param(500, ge=1)
-    log_every: int = param(50, ge=1)
+    log_every: int = param(50, ge=1, identity=False)
 
 
 @dataclasses.dataclass
@@ -76,7 +76,7 @@ class PathMaskConfig:
     error_rate_tol: float = param(0.05, gt=0)       # |error rate - 0.03| tolerance of the Wilson interval
     eval_batch: int = param(500, ge=1)
     n_examples: int = param(8, ge=1)
-    progress: bool = True
+    progress: bool = param(True, identity=False)
 
     def validate(self) -> None:
         if self.resolved_arch() == "cifar" and self.dataset != "cifar10":

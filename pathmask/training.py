@@ -184,17 +184,15 @@ def _batched(fn, x, batch):
 
 def trained_models(cfg, ctx) -> Models:
     """Data, the CNN and the VAE of ``cfg`` for ``ctx.seed``, trained once and then loaded."""
-    from common.config import to_dict
     from pathmask.models import CNN, VAE
     train_split, test_split = load_splits(cfg, ctx)        # datasets first: they key the work folders
     arch = cfg.resolved_arch()
     cnn, vae = CNN(arch, len(train_split.classes)), VAE(arch, cfg.latent_dim)
-    base = {"dataset": cfg.dataset, "arch": arch, "test_fraction": cfg.test_fraction}
-    cnn_dir = ctx.work_dir("pathmask-cnn", dict(base, train=to_dict(cfg.cnn)))
+    # each network is keyed by the whole config but the other network's training subtree
+    cnn_dir = ctx.work_dir("pathmask-cnn", dataclasses.replace(cfg, vae=None))
     cnn_vars, cnn_info = train(cnn, "cnn", train_split, cfg.cnn, cnn_dir, ctx.seed, progress=cfg.progress,
                                desc="CNN (app. C)")
-    vae_dir = ctx.work_dir("pathmask-vae", dict(base, train=to_dict(cfg.vae), latent=cfg.latent_dim,
-                                                kl_weight=cfg.kl_weight))
+    vae_dir = ctx.work_dir("pathmask-vae", dataclasses.replace(cfg, cnn=None))
     vae_vars, vae_info = train(vae, "vae", train_split, cfg.vae, vae_dir, ctx.seed, kl_weight=cfg.kl_weight,
                                progress=cfg.progress, desc="VAE (app. B, C)")
     return Models(cfg, train_split, test_split, cnn, cnn_vars, vae, vae_vars, cnn_info, vae_info)

@@ -99,7 +99,9 @@ def test_stage_reused_only_with_the_same_config_data_and_code(tmp_path, toy_chap
     (_, status_c, folder_c), = run(a)
     assert status_c == "trained" and folder_c != first
     key = json.loads((out / "_work" / folder_c / "key.json").read_text())
-    assert f"{pkg}/model.py" in " ".join(key["code"]["files"]) and "common/trainer.py" in key["code"]["files"]
+    # what the chapter imports (its model, common/checkpoint.py) and the loader of the data it reads
+    assert f"{pkg}/model.py" in " ".join(key["code"]["files"])
+    assert {"common/checkpoint.py", "common/data.py"} <= set(key["code"]["files"])
 
 
 # --------------------------------------------------------------------------------------------------

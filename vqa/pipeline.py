@@ -51,7 +51,6 @@ class Prepared:
     train_bank: Any
     eval_bank: Any
     n_train_all: int                # questions in the training file before filtering to the vocab
-    data_key: dict                  # what determines the data (part of the work-dir keys)
     class_info: dict = dataclasses.field(default_factory=dict)   # n_classes etc., in every experiment's metrics
     train_labels_all: list = dataclasses.field(default_factory=list)  # label of every training question (Fig 4.1)
 
@@ -165,11 +164,9 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
         return sp
 
     ev_idx = _cap(len(ev), cfg.max_eval_questions, 2)
-    data_key = {k: getattr(cfg, k) for k in ("dataset", "heldout_fraction", "answer_min_count", "max_question_len",
-                                             "max_train_questions")}
     return Prepared(vocab, len(tok), feature_dim, split_of(tr, keep_idx[fit_pos]),
                     split_of(tr, keep_idx[ho_pos]) if len(ho_pos) else None, split_of(ev, ev_idx),
-                    train_bank, eval_bank, len(tr), data_key, class_info, list(tr.answers))
+                    train_bank, eval_bank, len(tr), class_info, list(tr.answers))
 
 
 def is_full_vqa2(tr, ev) -> bool:
@@ -205,11 +202,6 @@ def check_n_classes(vocab, label_lists, cfg: VQAConfig, tr, ev) -> dict:
 # ------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------
-def _model_key(cfg: VQAConfig, data: Prepared, name: str) -> dict:
-    return {"model_name": name, "data": data.data_key, "model": dataclasses.asdict(cfg.model),
-            "train": dataclasses.asdict(cfg.train)}
-
-
 def group_by_image(split: Split):
     """(img_idx (G,), q (G, Q, T), valid (G, Q), t_idx (G, Q, A), t_val (G, Q, A)): the questions of
     each image together, so that the region CNN runs once per image and step (not per question)."""
@@ -233,16 +225,19 @@ def group_by_image(split: Split):
 
 
 def train_model(cfg: VQAConfig, ctx, data: Prepared, name: str):
-    """f_name o Phi_name, trained on all (omega), polar (P) or non-polar (NP) training samples."""
+    """f_name o Phi_name, trained on all (omega), polar (P) or non-polar (NP) training samples; its
+    stage folder in ``.stage_dir``. Keyed by the whole config but ``hybrid_train`` (read by the hybrid
+    stage only)."""
     from common.trainer import fit
     from vqa.model import build_model, grouped_soft_target_step
     split = {"omega": data.train, "P": data.train.subset(data.train.polar),
              "NP": data.train.subset(~data.train.polar)}[name]
     model = build_model(data.n_words, len(data.vocab), cfg.model, data.feature_dim, seed=ctx.seed)
     model.phi.set_bank(data.train_bank)
-    res = fit(model, group_by_image(split), ctx.train_config(cfg.train),
-              ctx.work_dir(f"vqa-{name}", _model_key(cfg, data, name)), step_fn=grouped_soft_target_step,
+    work = ctx.work_dir(f"vqa-{name}", {"vqa": dataclasses.replace(cfg, hybrid_train=None), "model_name": name})
+    res = fit(model, group_by_image(split), ctx.train_config(cfg.train), work, step_fn=grouped_soft_target_step,
               desc=f"vqa f_{name} o Phi_{name}")
+    res.model.stage_dir = work
     return res.model
 
 
@@ -352,9 +347,9 @@ def trained_models(cfg: VQAConfig, ctx, data: Prepared, names=("omega", "P", "NP
             models[name] = train_model(cfg, ctx, data, name)
     if "hybrid" in names:
         phi_p = models["P"].phi.copy_sharing_bank()     # parameters copied, the bank shared
-        key = dict(_model_key(cfg, data, "P"), hybrid_train=dataclasses.asdict(cfg.hybrid_train))
+        work = ctx.work_dir("vqa-hybrid", cfg, depends_on=[models["P"].stage_dir])
         models["hybrid"] = train_hybrid(phi_p, data.train.subset(~data.train.polar), len(data.vocab), cfg.model,
-                                        ctx.train_config(cfg.hybrid_train), ctx.work_dir("vqa-hybrid", key),
+                                        ctx.train_config(cfg.hybrid_train), work,
                                         seed=ctx.seed, batch_size=cfg.eval_batch_size)
     return models
 
