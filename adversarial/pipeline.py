@@ -34,11 +34,11 @@ def load_eval_images(cfg, ctx):
     as capacity prepares them (digits zero-padded to image_size; folders: short side resized, centre
     crop)."""
     import torch
-    from common.data import ImageClassification
+    from common.data import ImageClassification, fixed_subset
     cap = cfg.capacity
     ds = ctx.load_dataset(cap.dataset, cap.eval_split)
     n = len(ds) if isinstance(ds, ImageClassification) else len(ds.dataset)
-    idx = np.sort(np.random.default_rng(12345).permutation(n)[:min(cfg.n_eval, n)])
+    idx = fixed_subset(n, cfg.n_eval, seed=12345)
     if isinstance(ds, ImageClassification):
         x, y = ds.x[idx], ds.y[idx]
         if x.shape[1] != cap.image_size or x.shape[2] != cap.image_size:
