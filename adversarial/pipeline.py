@@ -116,9 +116,9 @@ def attack_run(state: State, attacked: str, evaluated: list) -> dict:
             k = len(budgets[atk])
             ratio = np.zeros((k, n), np.float32)
             correct = {e: np.zeros((k, n), bool) for e in evals}
-            from tqdm import tqdm
-            for sl in tqdm(_batches(n, cfg.batch_size), desc=f"{LABEL[atk]} on {attacked}", disable=not cfg.progress,
-                           leave=False):
+            from common.progress import progress
+            for sl in progress(_batches(n, cfg.batch_size), desc=f"{LABEL[atk]} on {attacked}", enabled=cfg.progress,
+                               leave=False):
                 xb, yb = x[sl], y[sl]
                 if atk == "fgsm":
                     advs = A.fgsm(model, xb, yb, cfg.fgsm_eps)

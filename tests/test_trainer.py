@@ -424,3 +424,20 @@ def test_multi_head_step_with_target_maps_scores_each_head_against_its_own_targe
     assert float(loss) == pytest.approx(float(want), rel=1e-6) and set(m) == {"f_loss", "f_acc", "g1_loss", "g1_acc"}
     with pytest.raises(ValueError, match="target maps"):
         multi_head_step([1.0, 1.0], target_maps=[None])
+
+
+# --------------------------------------------------------------------------------------------------
+# Logs a person can read: progress off a terminal, metrics.jsonl cut by a kill
+# --------------------------------------------------------------------------------------------------
+def test_progress_in_a_log_file_is_one_line_per_epoch(tmp_path, capfd):
+    """stderr that is not a terminal (``./run_all.sh > log``): no carriage-return bar frames, one
+    line when training starts, one per epoch with the loss, one at the end."""
+    x, y = train_tiny.data()
+    fit(train_tiny.model(0.0), (x, y), _cfg(epochs=2, progress=True), tmp_path / "w", desc="tiny")
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("tiny: ")]
+    epoch_lines = [ln for ln in lines if " epoch " in f" {ln[6:]}"]
+    assert [ln.split(" done")[0] for ln in epoch_lines] == ["tiny: epoch 1/2", "tiny: epoch 2/2"], err
+    assert all("loss" in ln for ln in epoch_lines)
+    assert len(lines) == 4, err      # start, 2 epochs, end
