@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -537,10 +538,27 @@ def _interrupted(work_dir: Path, step: int, desc: str) -> RunInterrupted:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    """Drop log lines written after the checkpoint we resume from (they will be written again).
+
+    A kill while a line was being appended leaves a cut last line: it is dropped with a note (every
+    line after the checkpoint is rewritten anyway). A bad line anywhere else is not a kill's doing:
+    a ``CheckpointError`` names the file and the fix."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = []
+    for i, ln in enumerate(lines):
+        try:
+            rec_step = json.loads(ln)["step"]
+        except (ValueError, KeyError, TypeError) as e:
+            if i == len(lines) - 1:
+                print(f"note: dropped the cut last line of {path} (a run stopped while writing it); "
+                      f"resuming from step {step} rewrites it", file=sys.stderr)
+                break
+            raise CheckpointError(f"{path} line {i + 1} is not a metrics record ({type(e).__name__}: {e}). "
+                                  f"Delete {path.parent} to retrain.") from e
+        if rec_step <= step:
+            keep.append(ln)
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
