@@ -33,11 +33,11 @@ def load_eval_images(cfg, ctx):
     as capacity prepares them (digits zero-padded to image_size; folders: short side resized, centre
     crop)."""
     import torch
-    from common.data import ImageClassification
+    from common.data import ImageClassification, fixed_subset
     cap = cfg.capacity
     ds = ctx.load_dataset(cap.dataset, cap.eval_split)
     n = len(ds) if isinstance(ds, ImageClassification) else len(ds.dataset)
-    idx = np.sort(np.random.default_rng(12345).permutation(n)[:min(cfg.n_eval, n)])
+    idx = fixed_subset(n, cfg.n_eval, seed=12345)
     if isinstance(ds, ImageClassification):
         x, y = ds.x[idx], ds.y[idx]
         if x.shape[1] != cap.image_size or x.shape[2] != cap.image_size:
@@ -116,9 +116,9 @@ def attack_run(state: State, attacked: str, evaluated: list) -> dict:
             k = len(budgets[atk])
             ratio = np.zeros((k, n), np.float32)
             correct = {e: np.zeros((k, n), bool) for e in evals}
-            from tqdm import tqdm
-            for sl in tqdm(_batches(n, cfg.batch_size), desc=f"{LABEL[atk]} on {attacked}", disable=not cfg.progress,
-                           leave=False):
+            from common.progress import progress
+            for sl in progress(_batches(n, cfg.batch_size), desc=f"{LABEL[atk]} on {attacked}", enabled=cfg.progress,
+                               leave=False):
                 xb, yb = x[sl], y[sl]
                 if atk == "fgsm":
                     advs = A.fgsm(model, xb, yb, cfg.fgsm_eps)

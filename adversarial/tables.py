@@ -35,9 +35,7 @@ def _curve_of(runs, attacked, evaluated, atk):
 
 def _plot_curves(ctx, name, caption, series, cfg):
     """series: [(label, run dict per attack, style kwargs)] -> one panel per attack."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, atk in zip(axes, ATTACKS):
         for label, per_attack, style in series:
@@ -256,9 +254,7 @@ def table_6_1(cfg, ctx) -> dict:
 
 
 def _figure_6_6(ctx, state, maps, pairs):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     names = list(maps)
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.2 * (len(names) + 1), 2.6))
     img = state.x[0].detach().cpu().permute(1, 2, 0).numpy()

@@ -138,11 +138,9 @@ def extremal_perturbation(model, images: torch.Tensor, targets, areas: Sequence[
         masks_out = torch.zeros(k_all, 1, *images.shape[2:], device=device)
         energy_out = torch.zeros(k_all, device=device)
         weight = regul_weight
-        it = range(max_iter)
-        if progress:
-            from tqdm import tqdm
-            it = tqdm(it, desc=f"extremal ({n} images x {a} areas)", leave=False)
-        for t in it:
+        from common.progress import progress as show_progress
+        for t in show_progress(range(max_iter), desc=f"extremal ({n} images x {a} areas)", enabled=progress,
+                               leave=False):
             idx = active.nonzero()[:, 0]
             if len(idx) == 0:
                 break

@@ -10,6 +10,7 @@ import torch
 from attribution.benchmark import (HEADERS, figure_grid, method_options, metrics_of, model_key, score_methods,
                                    table_rows)
 from attribution.models import IMAGENET_MEAN, IMAGENET_STD, normalise_digits, trained_canvas_cnn, zoo_model
+from common.data import fixed_subset
 from common.errors import UserFacingError
 
 
@@ -22,24 +23,17 @@ def _imagenet_tensor(img, size: int) -> torch.Tensor:
     return normalize(to_tensor(resize(img.convert("RGB"), [size, size], antialias=True)), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _subset(n_total: int, n: int) -> np.ndarray:
-    """A fixed random subset (seed 0), like 002's 1000-image subset; all when n >= n_total."""
-    if n >= n_total:
-        return np.arange(n_total)
-    return np.sort(np.random.default_rng(0).choice(n_total, n, replace=False))
-
-
 def evaluation_data(cfg, ctx):
     """(model, x normalised, y, regions or None, num_classes, images for display, info)."""
     if cfg.model == "canvas_cnn":
         model, info = trained_canvas_cnn(cfg, ctx)
         test = ctx.load_dataset(cfg.dataset, cfg.eval_split)
-        idx = _subset(len(test), cfg.n_images)
+        idx = fixed_subset(len(test), cfg.n_images, seed=0)   # like 002's fixed 1000-image subset
         x, y = normalise_digits(test.x[idx]), torch.as_tensor(test.y[idx])
         return model, x, y, [b for b in test.boxes[idx]], 10, test.x[idx, ..., 0], test.boxes[idx], info
     model = zoo_model(cfg.model, cfg.weights)
     data = ctx.load_dataset(cfg.dataset, cfg.eval_split)
-    idx = _subset(len(data), cfg.n_images)
+    idx = fixed_subset(len(data), cfg.n_images, seed=0)
     xs, ys, regions, boxes = [], [], [], []
     for i in idx:
         img, label = data.dataset[int(i)]

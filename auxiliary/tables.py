@@ -18,7 +18,7 @@ from auxiliary import grouping as GR
 from auxiliary import models as M
 from auxiliary import ssal as S
 from common.claims import bootstrap_ci
-from common.data import train_val_split
+from common.data import fixed_subset, train_val_split
 from common.trainer import count_params, fit, random_crop_flip
 
 # --------------------------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def grouping_study(cfg, ctx) -> dict:
 
 
 def _plot_confusion(ctx, c, data):
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     fig, ax = plt.subplots(figsize=(5, 4.5))
     off = c * (1 - np.eye(len(c)))
     ax.imshow(off, cmap="magma")
@@ -324,7 +324,7 @@ def figure_7_3(cfg, ctx) -> dict:
                      f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]"])
     ctx.table(f"Fig 7.3: one branch at {cfg.fig7_3_point}, {cfg.arch} on {cfg.dataset}",
               ["G", "SSAL (JP) %", "95 % CI", "f alone (TR) %", "branch alone (group acc) %", "JP - baseline"], rows)
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     gs = list(cfg.fig7_3_groups)
     axes[0].plot(gs, [metrics[f"acc_jp_G{g}"] for g in gs], "o-", label="SSAL (JP)")
@@ -343,7 +343,7 @@ def figure_7_4(cfg, ctx) -> dict:
     """Branch placement: one branch (``fig7_4_groups`` groups) at each named point of each
     architecture in turn; the ensemble (JP) and the branch alone. The g1 and g2 models at the default
     are Fig 7.3's G = 20 model and Tab 7.1's one-branch model (same stage keys: trained once)."""
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     data = load_data(cfg, ctx)
     g = cfg.fig7_4_groups
     metrics, rows = {}, []
@@ -394,7 +394,7 @@ def figure_a_6(cfg, ctx) -> dict:
     of CatFCNoSSAL (the same architecture without the SSAL loss) trained ``figA6_epoch_factors`` times
     as long; right, training accuracy and loss of SSAL's main head against the plain baseline. All
     curves are the trainer's history; the SSAL x1, baseline and 1 x CatFC models are Tab 7.1 / 7.2's."""
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     data = load_data(cfg, ctx)
     arch = cfg.arch
     _, gammas = groupings(cfg, ctx, data, arch, cfg.three_groups)
@@ -554,12 +554,12 @@ def table_7_2(cfg, ctx) -> dict:
 def figure_7_5(cfg, ctx) -> dict:
     """CAM of the plain baseline (org), of the SSAL model's main head (g_f) and of every branch, with
     the labels of the predicted group under each branch (Fig 7.5 / A.8)."""
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     data = load_data(cfg, ctx)
     base = train_baseline(cfg, ctx, data, cfg.arch)
     model, gs = _three(cfg, ctx, data, cfg.arch)
     n = min(cfg.n_cam_examples, len(data.y_test))
-    idx = np.random.default_rng(ctx.seed).choice(len(data.y_test), n, replace=False)
+    idx = fixed_subset(len(data.y_test), n, ctx.seed)
     x, y = data.x_test[idx], data.y_test[idx]
     heads = S.predict_heads(model, x)
     pred = S.joint_log_scores(heads[0], heads[1:], gs, cfg.eta).argmax(1)
@@ -601,7 +601,7 @@ def saliency_benchmark(cfg, ctx) -> dict:
     all explaining the three-branch SSAL model's joint prediction (Eq 7.5) of the same test images,
     scored by ``common.saliency.score_methods``; the rows go to the repository-wide benchmark
     (``saliency/<dataset>-ssal/<method>/<score>``)."""
-    import matplotlib.pyplot as plt
+    from common.plotting import plt
     from common.saliency import benchmark_metrics, get_method, score_methods
     data = load_data(cfg, ctx)
     model, gs = _three(cfg, ctx, data, cfg.arch)
@@ -609,7 +609,7 @@ def saliency_benchmark(cfg, ctx) -> dict:
     for p in clf.parameters():
         p.requires_grad_(True)
     n = min(cfg.n_saliency_images, len(data.y_test))
-    idx = np.random.default_rng(0).choice(len(data.y_test), n, replace=False)   # the same images every seed
+    idx = fixed_subset(len(data.y_test), n, seed=0)   # the same images every seed
     x, y = data.x_test[idx], data.y_test[idx]
     methods = [m for m in cfg.saliency_methods if get_method(m).applicable(clf)]
     skipped = sorted(set(cfg.saliency_methods) - set(methods))

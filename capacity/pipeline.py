@@ -16,6 +16,7 @@ import numpy as np
 
 from capacity.data import ArraySource, FolderSource, ordered_batches, pad_to
 from capacity.models import CapacityModels
+from common.data import fixed_subset
 
 PAPER_LETTERS = {"lenet": "L", "alexnet": "A", "vgg16": "V", "resnet50": "R", "inception_v3": "I"}
 
@@ -50,7 +51,7 @@ def _materialize(src, cfg):
 def _limit(src, n, seed):
     if not n or n >= len(src):
         return src
-    idx = np.sort(np.random.default_rng(seed).permutation(len(src))[:n])
+    idx = fixed_subset(len(src), n, seed)
     if isinstance(src, ArraySource):
         return src.subset(idx)
     from torch.utils.data import Subset

@@ -257,7 +257,7 @@ class RunContext:
     def savefig(self, fig, name: str, caption: str = "") -> Path:
         path = self.out_dir / f"{name}.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")
-        import matplotlib.pyplot as plt
+        from common.plotting import plt
         plt.close(fig)
         self.figures.append({"file": path.name, "caption": caption})
         return path

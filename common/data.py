@@ -33,7 +33,7 @@ import pickle
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -319,6 +319,18 @@ def train_val_split(n: int, val_fraction: float, seed: int, labels: np.ndarray |
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def fixed_subset(n_total: int, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a fixed random subset of ``n`` of ``range(n_total)``, drawn from ``seed``
+    alone: ``sort(default_rng(seed).permutation(n_total)[:n])``, so the same call gives the same
+    items on every run and machine. ``n`` of 0 or None, or ``n >= n_total``, means "no limit": all
+    indices, in order. Every "evaluate on a fixed subset of the test set" goes through this."""
+    if n is not None and n < 0:
+        raise ValueError(f"fixed_subset: n must be >= 0 (0 or None for all), got {n}")
+    if not n or n >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
+
+
 def package_dir(package: str) -> Path:
     """Folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(package)
@@ -499,6 +511,69 @@ def _mnist_like(name, class_name, folder, split, root):
                                classes, str(root / folder), fingerprint_files(files, base=root / folder))
 
 
+# ---- Pickles: plain data only ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _plain_data_globals() -> dict[tuple[str, str], Any]:
+    """The only names a data pickle may refer to: what numpy arrays, numpy scalars and dtypes are
+    rebuilt from (under numpy 1's ``numpy.core`` and numpy 2's ``numpy._core`` module names: CIFAR's
+    batches were written by Python 2 and numpy 1), and the builtins that are plain data (bytes are
+    ``_codecs.encode`` under pickle protocols 0-2). Lists, dicts, str, numbers need no name at all."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:   # numpy < 2
+        from numpy.core import multiarray, numeric
+    import _codecs
+    import builtins
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                           ("_codecs", "encode"): _codecs.encode}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
+    for module in ("builtins", "__builtin__"):   # __builtin__: Python 2's name
+        for name in ("bytes", "bytearray", "set", "frozenset", "complex"):
+            allowed[(module, name)] = getattr(builtins, name)
+    return allowed
+
+
+class _RefusedName(pickle.UnpicklingError):
+    """A pickle that names something other than plain data (a function to call, a class to build)."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves names from ``_plain_data_globals`` only, never by import,
+    so a planted ``__reduce__`` (``os.system``, ``eval``, any class) is refused before it can run."""
+
+    def find_class(self, module, name):
+        try:
+            return _plain_data_globals()[(module, name)]
+        except KeyError:
+            raise _RefusedName(f"{module}.{name}") from None
+
+    def persistent_load(self, pid):
+        raise _RefusedName(f"persistent id {pid!r}")
+
+
+def safe_unpickle(source: str | os.PathLike | BinaryIO, *, encoding: str = "latin1") -> Any:
+    """The one way the project reads a pickle: plain data only (numpy arrays and scalars, lists,
+    dicts, tuples, str, bytes, numbers, sets). Anything else a pickle names (a function, a class:
+    what a planted ``__reduce__`` payload needs) raises ``DataError`` naming the file, before
+    anything is called; so does a cut or garbled pickle. ``encoding="latin1"`` reads Python 2
+    pickles (CIFAR's) with their byte strings intact, as torchvision does.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            return safe_unpickle(f, encoding=encoding)
+    where = getattr(source, "name", "<pickle stream>")
+    try:
+        return _PlainDataUnpickler(source, encoding=encoding).load()
+    except _RefusedName as e:
+        raise data_error(where, f"refused: the pickle names {e}, which is code, not plain data (nothing in it was "
+                                f"run); a dataset file never does this, so it was replaced or planted") from None
+    except Exception as e:   # a corrupt pickle can raise nearly anything (UnpicklingError, EOFError, ...)
+        raise data_error(where, f"corrupt: cannot be unpickled ({type(e).__name__}: {e})") from e
+
+
 # ---- CIFAR python pickles ----------------------------------------------------------------------------
 _CIFAR = {  # name: (folder, train files, test files, meta file, label key, names key)
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "batches.meta",
@@ -508,13 +583,7 @@ _CIFAR = {  # name: (folder, train files, test files, meta file, label key, name
 
 
 def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="latin1")
-    except FileNotFoundError:
-        raise
-    except Exception as e:   # a corrupt pickle can raise nearly anything (UnpicklingError, EOFError, ...)
-        raise data_error(path, f"corrupt: cannot be unpickled ({type(e).__name__}: {e})") from e
+    d = safe_unpickle(path)
     if not isinstance(d, dict):
         raise data_error(path, f"corrupt: holds a {type(d).__name__}, not the CIFAR batch dict")
     return d

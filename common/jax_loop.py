@@ -23,8 +23,8 @@ The rules are common.trainer's, for JAX:
   (a non-finite one raises ``NonFiniteLossError`` before anything is written, so the last good
   checkpoint stays) and summarised as one history record.
 - Ctrl-C raises ``common.errors.RunInterrupted`` naming the folder and the step a rerun resumes from.
-- Only process 0 writes (torchrun's ``RANK``, SLURM's ``SLURM_PROCID``); tqdm shows loss and img/s,
-  one line per 10 s when stderr is not a terminal.
+- Only process 0 writes (torchrun's ``RANK``, SLURM's ``SLURM_PROCID``) and shows progress
+  (common.progress): a bar with loss and img/s on a terminal, one line per epoch in a log file.
 
 Scale-out: with more than one JAX device the batch is split over a 1-D mesh (axis ``"batch"``) and
 the state is replicated, so XLA all-reduces the gradients and N devices compute the update one
@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from common.errors import CheckpointError, NonFiniteLossError, RunInterrupted
+from common.progress import progress as show_progress   # `progress` is run_steps' on/off argument
 
 _RESERVED = ("step", "done", "images", "history")
 
@@ -286,12 +286,8 @@ def run_steps(step_fn: Callable[[Any, Any], tuple[Any, Any]], state: Mapping[str
         if is_main:
             _write_checkpoint(work_dir, state, info_now(done))
 
-    bar = None
-    if is_main and progress:
-        from tqdm.auto import tqdm
-        # in a log file (not a terminal) one line every 10 s is enough
-        bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", dynamic_ncols=True, leave=False,
-                   mininterval=0.1 if sys.stderr.isatty() else 10.0)
+    bar = show_progress(desc=desc, total=total_steps, initial=step, unit="step", enabled=is_main and progress,
+                        leave=False)
     pending: list = []
     window_t = time.time()
 
@@ -309,9 +305,8 @@ def run_steps(step_fn: Callable[[Any, Any], tuple[Any, Any]], state: Mapping[str
         rec["img_s"] = len(losses) * images_per_step / max(time.time() - window_t, 1e-9)
         history.append(rec)
         window_t = time.time()
-        if bar:
-            bar.set_postfix({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in rec.items()
-                             if k not in ("step", "images")})
+        bar.set_postfix(**{k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in rec.items()
+                           if k not in ("step", "images")})
 
     try:
         while step < total_steps:
@@ -322,14 +317,15 @@ def run_steps(step_fn: Callable[[Any, Any], tuple[Any, Any]], state: Mapping[str
                 state, loss = step_fn(state, batch)
                 pending.append(loss)
                 step += 1
-                if bar:
-                    bar.update(1)
+                bar.update(1)
                 due_ckpt = step % ckpt_every == 0 and step < total_steps
                 if (step % log_every == 0 or step == total_steps or due_ckpt
                         or (sync_every and step % sync_every == 0)):
                     sync()
                 if due_ckpt:
                     checkpoint(done=False)
+                if step % steps_per_epoch == 0:
+                    bar.epoch_done(step // steps_per_epoch, math.ceil(total_steps / steps_per_epoch))
                 if step >= total_steps:
                     break
         checkpoint(done=True)
@@ -338,6 +334,5 @@ def run_steps(step_fn: Callable[[Any, Any], tuple[Any, Any]], state: Mapping[str
         raise RunInterrupted(f"'{desc}' interrupted at step {step} of {total_steps}. Rerun the same command to "
                              f"resume from step {resume} (the checkpoint in {work_dir}).") from None
     finally:
-        if bar:
-            bar.close()
+        bar.close()
     return state, dict(info_now(True), resumed_from=resumed_from, devices=placement.n_devices)

@@ -94,11 +94,8 @@ def score_methods(model, x, y, methods: Sequence[str], options: Mapping[str, Map
     from common import saliency_metrics as sm
     out = {}
     p = sm.class_probability(model, x, y)
-    it = methods
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(methods, desc="saliency methods")
-    for name in it:
+    from common.progress import progress as show_progress
+    for name in show_progress(methods, desc="saliency methods", enabled=progress):
         maps, spi = compute_maps(name, model, x, y, options.get(name, {}), batch_size)
         o = sm.class_probability(model, x * maps[:, None], y)
         r = dict(sm.average_drop_increase_gain(p, o), seconds_per_image=spi, maps=maps)

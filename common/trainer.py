@@ -17,7 +17,8 @@ What it does, and why:
 - A non-finite loss stops the run with ``NonFiniteLossError``; the last good checkpoint stays.
   Ctrl-C raises ``RunInterrupted`` naming the step a rerun resumes from; an unreadable checkpoint
   raises ``CheckpointError`` naming the folder to delete; a full disk keeps the previous checkpoint.
-- Metrics go to ``metrics.jsonl``; tqdm shows loss and images/s.
+- Metrics go to ``metrics.jsonl``; progress (common.progress) is a bar with loss and images/s on a
+  terminal, one line per epoch in a log file.
 - Hooks: ``augment`` (on-device, seeded per step: e.g. ``random_crop_flip()``), periodic evaluation
   on a held-out split (``eval_data``), ``multi_head_step`` for weighted sums of per-head losses.
   ``predict`` and the default evaluation split their inputs across DDP ranks.
@@ -29,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -43,6 +45,7 @@ from common.config import TrainConfig  # noqa: F401  (defined torch-free, re-exp
 from common.checkpoint import (UnsafeCheckpointError, checkpoint_step, latest_checkpoint_dir, load_weights,
                                save_state_dict, write_checkpoint_dir)
 from common.errors import CheckpointError, NonFiniteLossError, RunInterrupted  # noqa: F401 (re-exported)
+from common.progress import progress
 
 
 @dataclasses.dataclass
@@ -432,13 +435,7 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
         net = torch.compile(net)
     net.train()
 
-    bar = None
-    if is_main and cfg.progress:
-        from tqdm.auto import tqdm
-        import sys
-        # in a log file (not a terminal) one line every 10 s is enough
-        bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True, leave=False,
-                   mininterval=0.1 if sys.stderr.isatty() else 10.0)
+    bar = progress(desc=desc, total=total, initial=step, unit="step", enabled=is_main and cfg.progress, leave=False)
     # per-step values since the last log line; a checkpoint carries them, so that the first log line
     # after a resume averages the same steps as in an uninterrupted run
     running: dict[str, list] = {k: [torch.tensor(v, device=device) for v in vs]
@@ -512,10 +509,11 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
                     if is_main:
                         with open(work_dir / "metrics.jsonl", "a") as f:
                             f.write(json.dumps(rec) + "\n")
-                        if bar and "loss" in rec:
+                        if "loss" in rec:
                             bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_s']:.0f}")
-                if bar:
-                    bar.update(1)
+                bar.update(1)
+                if step % data.steps_per_epoch == 0:
+                    bar.epoch_done(step // data.steps_per_epoch, cfg.epochs)
                 if step % cfg.ckpt_every == 0 and step < total:
                     checkpoint(done=False)
         checkpoint(done=True)
@@ -524,8 +522,7 @@ def fit(model: nn.Module, train, cfg: TrainConfig, work_dir: str | os.PathLike, 
             raise
         raise _interrupted(work_dir, step, desc) from None
     finally:
-        if bar:
-            bar.close()
+        bar.close()
     model.eval()
     return FitResult(model, step, cfg.epochs, resumed_from, history, time.time() - t0, str(device))
 
@@ -541,10 +538,27 @@ def _interrupted(work_dir: Path, step: int, desc: str) -> RunInterrupted:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    """Drop log lines written after the checkpoint we resume from (they will be written again).
+
+    A kill while a line was being appended leaves a cut last line: it is dropped with a note (every
+    line after the checkpoint is rewritten anyway). A bad line anywhere else is not a kill's doing:
+    a ``CheckpointError`` names the file and the fix."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = []
+    for i, ln in enumerate(lines):
+        try:
+            rec_step = json.loads(ln)["step"]
+        except (ValueError, KeyError, TypeError) as e:
+            if i == len(lines) - 1:
+                print(f"note: dropped the cut last line of {path} (a run stopped while writing it); "
+                      f"resuming from step {step} rewrites it", file=sys.stderr)
+                break
+            raise CheckpointError(f"{path} line {i + 1} is not a metrics record ({type(e).__name__}: {e}). "
+                                  f"Delete {path.parent} to retrain.") from e
+        if rec_step <= step:
+            keep.append(ln)
     path.write_text("".join(ln + "\n" for ln in keep))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.claims import binomial_ci, bootstrap_ci
+from common.data import fixed_subset
 
 
 def _models(cfg, ctx):
@@ -157,9 +158,8 @@ def entropy_gradient(cfg, ctx) -> dict:
     from common.plotting import plt
     from pathmask import latent
     M = _models(cfg, ctx)
-    rng = np.random.default_rng(ctx.seed)
     mu, _ = M.encode(M.train.x)
-    idx = rng.choice(len(mu), size=min(cfg.corr_pairs, len(mu)), replace=False)
+    idx = fixed_subset(len(mu), cfg.corr_pairs, ctx.seed)
     t2 = latent.top2(M.logits(M.train.x[idx]))
     a, b = t2[:, 0], t2[:, 1]
     partner = np.empty(len(idx), int)
@@ -211,8 +211,7 @@ def entropy_gradient(cfg, ctx) -> dict:
 def _morph_inputs(M, cfg, seed):
     """Test inputs for morphing (a seeded random choice), self = CNN top-1, other = top-2."""
     from pathmask import latent
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(M.test.x), size=min(cfg.morph_samples, len(M.test.x)), replace=False)
+    idx = fixed_subset(len(M.test.x), cfg.morph_samples, seed)
     t2 = latent.top2(M.logits(M.test.x[idx]))
     return idx, t2[:, 0], t2[:, 1]
 
@@ -356,10 +355,9 @@ def beyond_saliency(cfg, ctx) -> dict:
     from pathmask.saliency import contrastive_drop, explainable_cnn
     M = _models(cfg, ctx)
     net = explainable_cnn(M)
-    rng = np.random.default_rng(ctx.seed)
     pred = M.logits(M.test.x).argmax(1)
     right = np.flatnonzero(pred == M.test.y)
-    sel = np.sort(rng.choice(right, size=min(cfg.bench_images, len(right)), replace=False))
+    sel = right[fixed_subset(len(right), cfg.bench_images, ctx.seed)]
     x = torch.as_tensor(M.test.x[sel]).permute(0, 3, 1, 2).contiguous()
     y = torch.as_tensor(pred[sel])
     names = [n for n in ("pathmask", "saliency", "ig", "occlusion", "gradcam") if n in discover()]

@@ -148,10 +148,8 @@ class BatchedMorph:
         state = _host(self.init(*(jnp.asarray(a[:S]) for a in inputs)))
         owner = np.arange(S)                  # sample held by each slot (-1: empty)
         nxt, results = S, [None] * n
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=n, desc="semantic morphing", unit="sample", leave=False)
+        from common.progress import progress as show_progress
+        bar = show_progress(desc="semantic morphing", total=n, unit="sample", enabled=progress, leave=False)
         while (owner >= 0).any():
             state = _host(self.advance(state, self.segment))
             over = (state["done"] | (state["step"] >= self.max_steps)) & (owner >= 0)
@@ -159,8 +157,7 @@ class BatchedMorph:
                 fin = jax.device_get(self.finish(state))
                 for slot in np.flatnonzero(over):
                     results[owner[slot]] = {k: v[slot] for k, v in fin.items()}
-                    if bar:
-                        bar.update(1)
+                    bar.update(1)
                     if nxt < n:               # refill the slot with the next sample
                         fresh = self.init(*(jnp.asarray(a[nxt:nxt + 1]) for a in inputs))
                         jax.tree_util.tree_map(lambda dst, src: dst.__setitem__(slot, np.asarray(src)[0]),
@@ -168,8 +165,7 @@ class BatchedMorph:
                         owner[slot], nxt = nxt, nxt + 1
                     else:                     # nothing left: park it (done, never advanced again)
                         state["done"][slot], owner[slot] = True, -1
-        if bar:
-            bar.close()
+        bar.close()
         cat = {k: np.stack([r[k] for r in results]) for k in results[0]}
         return MorphResult(cat["c"], cat["steps"], cat["stopped"].astype(bool), cat["logits"], cat["h_obj"],
                            cat["h_reg"], cat["h_loss"])

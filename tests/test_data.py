@@ -292,6 +292,24 @@ def test_fingerprint_identifies_the_files(tmp_path, monkeypatch, name, split):
     assert d3["fingerprint"] != d1["fingerprint"]
 
 
+def test_fixed_subset_sorted_distinct_deterministic():
+    from common.data import fixed_subset
+    idx = fixed_subset(1000, 50, seed=7)
+    assert len(idx) == 50 and len(set(idx.tolist())) == 50 and np.all(np.diff(idx) > 0)
+    assert idx.min() >= 0 and idx.max() < 1000
+    assert np.array_equal(idx, fixed_subset(1000, 50, seed=7))
+    assert not np.array_equal(idx, fixed_subset(1000, 50, seed=8))
+    # the formula capacity's and adversarial's pickers used before: their selections are unchanged
+    assert np.array_equal(fixed_subset(1000, 200, seed=12345),
+                          np.sort(np.random.default_rng(12345).permutation(1000)[:200]))
+    # a larger n extends a smaller one's draw (both are prefixes of one permutation)
+    assert set(fixed_subset(1000, 10, seed=3).tolist()) <= set(fixed_subset(1000, 20, seed=3).tolist())
+    for everything in (1000, 5000, 0, None):       # no limit: all indices, in order
+        assert np.array_equal(fixed_subset(1000, everything, seed=7), np.arange(1000))
+    with pytest.raises(ValueError, match=">= 0"):
+        fixed_subset(10, -1, seed=0)
+
+
 def test_fingerprint_files_stat_and_content(tmp_path):
     (tmp_path / "a").mkdir()
     f, g = tmp_path / "a" / "x.bin", tmp_path / "a" / "y.bin"
@@ -382,6 +400,83 @@ def test_corrupt_cifar_batch_is_a_data_error(tmp_path, damage):
     with pytest.raises(DataError, match="corrupt") as e:
         load_dataset("cifar10", "train", tmp_path)
     assert str(f) in str(e.value) and "download" in str(e.value)
+
+
+class _PlantedPayload:
+    """What a malicious pickle carries: unpickling it calls a function (here: creating a marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+_CIFAR_FILES = [("cifar10", make_cifar10, f) for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch",
+                                                                                                  "batches.meta"]]
+_CIFAR_FILES += [("cifar100", make_cifar100, f) for f in ("train", "test", "meta")]
+
+
+@pytest.mark.parametrize("name,make,file", _CIFAR_FILES, ids=[f"{n}-{f}" for n, _, f in _CIFAR_FILES])
+def test_planted_pickle_payload_never_runs(tmp_path, name, make, file):
+    """A `__reduce__` payload planted in any file of a CIFAR folder is refused before it runs; the
+    DataError names the file (torchvision's checked loader refused it too; plain pickle.load ran it)."""
+    base = make(tmp_path / "root")
+    marker = tmp_path / "payload-ran"
+    target = base / file
+    genuine = pickle.loads(target.read_bytes())
+    first_key = next(iter(genuine))
+    target.write_bytes(pickle.dumps({**genuine, first_key: _PlantedPayload(marker)}))
+    split = "test" if file in ("test_batch", "test") else "train"
+    with pytest.raises(DataError, match="refused") as e:
+        load_dataset(name, split, tmp_path / "root")
+    assert not marker.exists()
+    assert str(target) in str(e.value) and "nothing in it was run" in str(e.value)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_genuine_cifar_batches_still_load(tmp_path, protocol):
+    """The real files are Python 2 pickles of numpy 1 arrays (``numpy.core.multiarray._reconstruct``);
+    batches like that, and ones written today, load through the restricted unpickler."""
+    from common.data import safe_unpickle
+    base = make_cifar10(tmp_path)
+    rng = np.random.default_rng(1)
+    batch = {"batch_label": "training batch 1 of 5", "data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+             "labels": [3, 1, 4, 1], "filenames": [b"a.png", b"b.png", b"c.png", b"d.png"]}
+    raw = pickle.dumps(batch, protocol=protocol)
+    if protocol == 2:
+        raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")   # numpy 1's module name
+        assert b"numpy.core.multiarray\n_reconstruct" in raw
+    (base / "data_batch_1").write_bytes(raw)
+    got = safe_unpickle(base / "data_batch_1")
+    assert np.array_equal(got["data"], batch["data"]) and got["filenames"] == batch["filenames"]
+    ds = load_dataset("cifar10", "train", tmp_path)
+    assert list(ds.y[:4]) == [3, 1, 4, 1]
+    assert np.array_equal(ds.x[0], batch["data"][0].reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize("layout", ["npz", "npy"])
+def test_planted_pickle_in_vqa_features_never_runs(tmp_path, layout):
+    """The VQA feature files are read by np.load, which unpickles nothing (allow_pickle=False): an
+    object array carrying a payload is a DataError naming the file, and the payload never runs."""
+    base = make_vqa2(tmp_path)
+    marker = tmp_path / "payload-ran"
+    planted = np.array([_PlantedPayload(marker)], dtype=object)
+    fdir = base / "features"
+    if layout == "npz":
+        target = fdir / "train2014.npz"
+        with np.load(target) as z:
+            np.savez(target, features=z["features"], image_ids=planted)
+    else:
+        with np.load(fdir / "train2014.npz") as z:
+            np.save(fdir / "train2014_features.npy", z["features"])
+        (fdir / "train2014.npz").unlink()
+        target = fdir / "train2014_image_ids.npy"
+        np.save(target, planted, allow_pickle=True)
+    with pytest.raises(DataError) as e:
+        load_dataset("vqa2", "train", tmp_path)
+    assert not marker.exists()
+    assert str(target) in str(e.value)
 
 
 def test_notmnist_unreadable_skipped_and_counted(tmp_path):

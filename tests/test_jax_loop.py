@@ -268,3 +268,15 @@ def test_maybe_init_distributed_only_for_multi_process_launches(monkeypatch):
     assert calls == [{"coordinator_address": "10.0.0.1:29501", "num_processes": 2, "process_id": 1,
                       "local_device_ids": [1]}]
     assert jax_loop.maybe_init_distributed() is True and len(calls) == 1      # once
+
+
+def test_progress_in_a_log_file_is_one_line_per_epoch(tmp_path, capfd):
+    """stderr that is not a terminal: no carriage-return bar frames; a start line, one line per
+    epoch (10 steps of 4 per epoch: epochs 1 and 2 end inside the run, the third is cut short) with
+    the loss, an end line."""
+    _run(tmp_path, progress=True, desc="tiny")
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("tiny: ")]
+    assert [ln.split(" done")[0] for ln in lines if "epoch" in ln] == ["tiny: epoch 1/3", "tiny: epoch 2/3"], err
+    assert all("loss" in ln for ln in lines if "epoch" in ln) and len(lines) == 4, err

@@ -424,3 +424,54 @@ def test_multi_head_step_with_target_maps_scores_each_head_against_its_own_targe
     assert float(loss) == pytest.approx(float(want), rel=1e-6) and set(m) == {"f_loss", "f_acc", "g1_loss", "g1_acc"}
     with pytest.raises(ValueError, match="target maps"):
         multi_head_step([1.0, 1.0], target_maps=[None])
+
+
+# --------------------------------------------------------------------------------------------------
+# Logs a person can read: progress off a terminal, metrics.jsonl cut by a kill
+# --------------------------------------------------------------------------------------------------
+def test_progress_in_a_log_file_is_one_line_per_epoch(tmp_path, capfd):
+    """stderr that is not a terminal (``./run_all.sh > log``): no carriage-return bar frames, one
+    line when training starts, one per epoch with the loss, one at the end."""
+    x, y = train_tiny.data()
+    fit(train_tiny.model(0.0), (x, y), _cfg(epochs=2, progress=True), tmp_path / "w", desc="tiny")
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("tiny: ")]
+    epoch_lines = [ln for ln in lines if " epoch " in f" {ln[6:]}"]
+    assert [ln.split(" done")[0] for ln in epoch_lines] == ["tiny: epoch 1/2", "tiny: epoch 2/2"], err
+    assert all("loss" in ln for ln in epoch_lines)
+    assert len(lines) == 4, err      # start, 2 epochs, end
+
+
+def _finished_one_epoch_run(tmp_path) -> tuple[Path, tuple]:
+    x, y = train_tiny.data()
+    fit(train_tiny.model(0.0), (x, y), _cfg(epochs=1), tmp_path / "w")
+    return tmp_path / "w", (x, y)
+
+
+def test_cut_last_metrics_line_is_dropped_with_a_note(tmp_path, capfd):
+    """A kill while a metrics line was being appended leaves it cut: the rerun drops it (it is
+    rewritten) instead of stopping on a JSONDecodeError."""
+    work, data = _finished_one_epoch_run(tmp_path)
+    log = work / "metrics.jsonl"
+    steps_before = [json.loads(ln)["step"] for ln in log.read_text().splitlines()]
+    with open(log, "a") as f:
+        f.write('{"step": 12, "epoch": 1.5, "lo')          # no newline: the write was cut
+    res = fit(train_tiny.model(0.0), data, _cfg(epochs=2), work)   # resumes from the finished epoch
+    assert res.resumed_from == steps_before[-1]
+    assert "dropped the cut last line of" in capfd.readouterr().err
+    steps = [json.loads(ln)["step"] for ln in log.read_text().splitlines()]   # every line parses
+    assert steps[:len(steps_before)] == steps_before and steps == sorted(set(steps)) and steps[-1] == res.steps
+
+
+def test_corrupt_metrics_line_inside_the_log_names_the_file_and_the_fix(tmp_path):
+    """A bad line that is not the last one is not a kill's doing: one message naming the file and
+    the folder to delete, not a JSONDecodeError traceback."""
+    work, data = _finished_one_epoch_run(tmp_path)
+    log = work / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2
+    log.write_text("".join(ln + "\n" for ln in ["{garbage", *lines[1:]]))
+    with pytest.raises(CheckpointError) as e:
+        fit(train_tiny.model(0.0), data, _cfg(epochs=2), work)
+    assert str(log) in str(e.value) and f"Delete {work} to retrain" in str(e.value)

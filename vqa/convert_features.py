@@ -130,10 +130,9 @@ def convert(tsv: str | os.PathLike, out_dir: str | os.PathLike, questions: Seque
     ids: list[int] = []
     seen: set[int] = set()
     skipped_unasked = duplicates = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n_max, desc="trainval_36 tsv -> feature bank", unit="img", mininterval=2.0)
+    from common.progress import progress as show_progress
+    bar = show_progress(desc="trainval_36 tsv -> feature bank", total=n_max, unit="img", enabled=progress,
+                        mininterval=2.0)
 
     def rest():
         yield first_line, first
@@ -154,10 +153,8 @@ def convert(tsv: str | os.PathLike, out_dir: str | os.PathLike, questions: Seque
         bank[len(ids)] = x              # float32 -> the bank's dtype
         ids.append(image_id)
         seen.add(image_id)
-        if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
+        bar.update(1)
+    bar.close()
     bank.flush()
     del bank
     if len(ids) < n_max:

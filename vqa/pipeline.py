@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from common.config import TrainConfig
+from common.data import fixed_subset
 from vqa.config import ModelConfig, VQAConfig  # noqa: F401
 
 MODEL_NAMES = ("omega", "P", "NP")
@@ -89,12 +90,6 @@ def _make_split(questions, labels, all_answers, img_index, tok, vocab_index) -> 
                  np.array([is_polar(a) for a in labels], dtype=bool))
 
 
-def _cap(n: int, cap: int, seed: int) -> np.ndarray:
-    if cap and n > cap:
-        return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-    return np.arange(n)
-
-
 def check_missing_features(ds, max_share: float, ctx=None) -> None:
     """Questions whose image has no row in the feature bank: above ``max_share`` of the split's
     questions a DataError naming the count, some image ids and the files; below it a warning."""
@@ -147,7 +142,7 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
     vi = {a: i for i, a in enumerate(vocab)}
 
     keep = np.array([a in vi for a in tr.answers])                  # train on in-vocabulary labels only
-    keep_idx = np.flatnonzero(keep)[_cap(int(keep.sum()), cfg.max_train_questions, 1)]
+    keep_idx = np.flatnonzero(keep)[fixed_subset(int(keep.sum()), cfg.max_train_questions, 1)]
     labels_all = np.array([vi[tr.answers[i]] for i in keep_idx])
     if cfg.heldout_fraction > 0:
         fit_pos, ho_pos = train_val_split(len(keep_idx), cfg.heldout_fraction, ctx.seed, labels=labels_all)
@@ -163,7 +158,7 @@ def prepare(cfg: VQAConfig, ctx) -> Prepared:
         sp.raw_answers = None if raw is None else [raw[i] for i in idx]
         return sp
 
-    ev_idx = _cap(len(ev), cfg.max_eval_questions, 2)
+    ev_idx = fixed_subset(len(ev), cfg.max_eval_questions, 2)
     return Prepared(vocab, len(tok), feature_dim, split_of(tr, keep_idx[fit_pos]),
                     split_of(tr, keep_idx[ho_pos]) if len(ho_pos) else None, split_of(ev, ev_idx),
                     train_bank, eval_bank, len(tr), class_info, list(tr.answers))
