@@ -94,6 +94,41 @@ def _b1_above_b3(m, cfg=None):
     return interval_above(m["acc_b1_lo"], m["acc_b3_hi"], "b1 (95 % bootstrap)", "b3's upper bound")
 
 
+def _b1_beats_all_np(m, cfg=None):
+    """L959: the best-covered classes are answered better than the hybrid's NP samples overall
+    (40.4 % vs 28.7 %): the paired interval of bracket 1 minus all NP lies above 0."""
+    ok, detail = interval_above(m["gap_b1_minus_hybrid_NP_lo"], 0.0, "b1 − all NP (95 % paired bootstrap)", "")
+    return ok, (f"b1 {_f(m, 'acc_b1')} % vs all NP {_f(m, 'acc_hybrid_NP')} %: "
+                f"{_gap(m, 'b1_minus_hybrid_NP')}; {detail}")
+
+
+def _a1_variants(m):
+    """The count ratio under each of the four (questions x case folding) choices, for the detail."""
+    return "; ".join(f"{w}/{f} {_f(m, k)}" for w in ("train", "all") for f in ("fold", "nofold")
+                     if (k := f"a1_count_ratio_median_{w}_{f}") in m)
+
+
+def _a1_ranking(m, cfg):
+    """Tab A.1: the classes most matched in polar questions are the thesis' (overlap of the top 100)
+    and in its order (Spearman rho of the counts over its 100 classes). Matching is deterministic
+    given the data set: no seed or resampling noise, the thresholds are the tolerance."""
+    if math.isnan(m["a1_overlap"]) or math.isnan(m["a1_rank_corr"]):
+        return None, "no Tab A.1 comparison (VQA 2.0 only)"
+    ok = m["a1_overlap"] >= cfg.a1_min_overlap and m["a1_rank_corr"] >= cfg.a1_min_rank_corr
+    return ok, (f"{m['a1_overlap']:.0f} of the printed 100 classes in our top 100 (needs >= {cfg.a1_min_overlap}); "
+                f"Spearman rho of the counts {m['a1_rank_corr']:.3f} (needs >= {cfg.a1_min_rank_corr})")
+
+
+def _a1_counts(m, cfg):
+    """Tab A.1's counts themselves: the median of ours / printed within 1 ± a1_count_tol (fails when
+    the questions matched or the case folding differ from the thesis')."""
+    r = m["a1_count_ratio_median"]
+    if math.isnan(r):
+        return None, "no Tab A.1 comparison (VQA 2.0 only)"
+    return abs(r - 1.0) < cfg.a1_count_tol, (f"median ours / printed {r:.3f} (needs within 1 ± {cfg.a1_count_tol}); "
+                                             f"per choice of questions / case folding: {_a1_variants(m)}")
+
+
 def _matched_70(m, cfg=None):
     if math.isnan(m["frac_np_matched"]):
         return None, "no non-polar class to match"
@@ -112,6 +147,8 @@ def _gap_fixture(key, passing, failing):
     return Fixtures(PASS=iv(f"gap_{key}", *passing), FAIL=iv(f"gap_{key}", *failing), SKIP=iv(f"gap_{key}", *_NAN3))
 
 
+_A1_VARIANTS = {"a1_count_ratio_median_train_fold": 1.01, "a1_count_ratio_median_train_nofold": 0.93,
+                "a1_count_ratio_median_all_fold": 1.49, "a1_count_ratio_median_all_nofold": 1.38}
 _BRACKETS = {**iv("acc_b1", 77.8, 75.9, 79.7), **iv("acc_b2", 61.9, 59.0, 64.8), **iv("acc_b3", 45.1, 42.5, 47.7)}
 
 
@@ -194,7 +231,19 @@ register(Experiment(
     claims=(Claim("well over 70 % of the non-polar classes match at least one polar question", _matched_70,
                   presets=("paper",), source="000 L950",
                   fixtures=Fixtures(PASS={"frac_np_matched": 83.4}, FAIL={"frac_np_matched": 52.0},
-                                    SKIP={"frac_np_matched": NAN})),),
+                                    SKIP={"frac_np_matched": NAN})),
+            Claim("Tab A.1: the non-polar classes most matched in polar questions are the thesis' (top-100 overlap "
+                  ">= a1_min_overlap, Spearman rho of the counts >= a1_min_rank_corr)", _a1_ranking,
+                  presets=("paper",), source="000 L900, app. A.1 Tab A.1 (L2246-L2276)",
+                  fixtures=Fixtures(PASS={"a1_overlap": 97, "a1_rank_corr": 0.96},
+                                    # case not folded: CAN, IN, ON lose the questions they begin
+                                    FAIL={"a1_overlap": 88, "a1_rank_corr": 0.71},
+                                    SKIP={"a1_overlap": NAN, "a1_rank_corr": NAN})),
+            Claim("Tab A.1's match counts are reproduced (median of ours / printed within 1 ± a1_count_tol)",
+                  _a1_counts, presets=("paper",), source="000 app. A.1 Tab A.1 (L2246-L2276)",
+                  fixtures=Fixtures(PASS={"a1_count_ratio_median": 1.01, **_A1_VARIANTS},
+                                    FAIL={"a1_count_ratio_median": 1.49},   # train + val polar questions
+                                    SKIP={"a1_count_ratio_median": NAN})),),
 ))
 
 register(Experiment(
@@ -209,6 +258,8 @@ register(Experiment(
         "n_classes_b1": 352, "n_classes_b2": {"value": 148, "note": "the text (L950) says 'the top 50'"},
         "n_classes_b3": 317,
         "acc_hybrid_NP": 28.7,
+        "gap_b1_minus_hybrid_NP": {"value": 12.1, "note": "Tab 4.2's 40.8 − Tab 4.1's 28.7; the text (L959) "
+                                                          "compares 40.4 with 28.7, i.e. 11.7"},
     },
     claims=(
         Claim("bracket accuracies decrease with coverage (b1 > b2 > b3, intervals apart)", _brackets_ordered,
@@ -218,5 +269,12 @@ register(Experiment(
         Claim("the best-covered bracket is above the least-covered one beyond noise", _b1_above_b3,
               source="000 L959-L961",
               fixtures=Fixtures(PASS=_BRACKETS, FAIL=iv("acc_b3", 76.5, 74.1, 78.9), SKIP=iv("acc_b3", *_NAN3))),
+        Claim("the well-covered classes (bracket 1) are answered better than the hybrid's non-polar samples "
+              "overall (paired interval of b1 − all NP above 0)", _b1_beats_all_np, source="000 L959",
+              fixtures=Fixtures(PASS={"acc_b1": 40.8, "acc_hybrid_NP": 28.7,
+                                      **iv("gap_b1_minus_hybrid_NP", 12.1, 11.6, 12.6)},
+                                FAIL={"acc_b1": 40.6, "acc_hybrid_NP": 55.1,     # b1 holds the hard classes
+                                      **iv("gap_b1_minus_hybrid_NP", -14.5, -16.4, -12.6)},
+                                SKIP=iv("gap_b1_minus_hybrid_NP", *_NAN3))),          # an empty bracket 1
     ),
 ))

@@ -104,6 +104,48 @@ def test_brackets_thesis_rule_and_equal_rule():
     assert eq[0] == ["a", "b", "c", "d"] and eq[2] == ["i", "j", "k"]   # ties by name
 
 
+def test_matching_choices_case_folding_and_label_words():
+    qs = ["In the picture, is the dog in a car?", "Is the hydrant on fire?", "Is it a fire hydrant?", "Can you see it?"]
+    labels = ["in", "fire hydrant", "can"]
+    assert match_counts(labels, qs) == {"in": 1, "fire hydrant": 1, "can": 1}
+    assert match_counts(labels, qs, case_fold=False) == {"in": 1, "fire hydrant": 1, "can": 0}   # "Can", "In" only
+    assert match_counts(["In"], qs, case_fold=False) == {"In": 1}
+    assert match_counts(labels, qs, label_words="all_words")["fire hydrant"] == 2     # any order
+    assert match_counts(labels, qs, label_words="any_word")["fire hydrant"] == 2
+    assert match_counts(["red car"], ["is the car red", "is it red"], label_words="any_word") == {"red car": 2}
+    assert match_counts(["red car"], ["is the car red", "is it red"], label_words="all_words") == {"red car": 1}
+    with pytest.raises(ValueError, match="label_words"):
+        match_counts(labels, qs, label_words="words")
+
+
+def test_table_a1_agreement_separates_the_ranking_from_the_counts():
+    from vqa.matching import TABLE_A1, table_a1_agreement
+    assert len(TABLE_A1) == 100 and len({c for c, _ in TABLE_A1}) == 100
+    assert [n for _, n in TABLE_A1] == sorted((n for _, n in TABLE_A1), reverse=True)
+    printed = dict(TABLE_A1)
+    assert table_a1_agreement(printed) == {"a1_overlap": 100, "a1_rank_corr": 1.0, "a1_count_ratio_median": 1.0}
+    more = {c: round(1.5 * n) for c, n in printed.items()}              # train + val: the same order, more counts
+    a = table_a1_agreement(more)
+    assert (a["a1_overlap"], a["a1_rank_corr"]) == (100, pytest.approx(1.0)) and a["a1_count_ratio_median"] == \
+        pytest.approx(1.5, abs=1e-3)
+    # ten classes we never match, ten others above them: 90 of 100 in our top 100, rho lower
+    gone = dict(printed, **{c: 0 for c, _ in TABLE_A1[:10]}, **{f"x{i}": 20000 for i in range(10)})
+    a = table_a1_agreement(gone)
+    assert a["a1_overlap"] == 90 and a["a1_rank_corr"] < 0.8
+
+
+def test_b1_minus_all_np_gap_is_paired_over_the_questions():
+    from vqa.tables import subset_minus_all_gap
+    v = np.array([1.0] * 30 + [0.0] * 10 + [1.0] * 10 + [0.0] * 50)      # subset: 30 of 40 right; all: 40 of 100
+    sub = np.arange(100) < 40
+    gap, lo, hi = subset_minus_all_gap(v, sub, 500, 0)
+    assert gap == pytest.approx(75.0 - 40.0) and lo < gap < hi and lo > 20
+    assert subset_minus_all_gap(v, np.ones(100, bool), 200, 0) == (0.0, 0.0, 0.0)   # the whole: no gap, no spread
+    assert all(np.isnan(subset_minus_all_gap(v, np.zeros(100, bool), 200, 0)))
+    # chunks of resamples draw the same stream as one block
+    assert subset_minus_all_gap(v, sub, 500, 3, chunk_bytes=8 * 100 * 7) == subset_minus_all_gap(v, sub, 500, 3)
+
+
 # ------------------------------------------------------------------------------------------------
 # Model split
 # ------------------------------------------------------------------------------------------------
@@ -200,6 +242,10 @@ def test_smoke_runs_share_models(tmp_path):
     assert {c["status"] for c in r1["claims"]} <= {"PASS", "FAIL"}
     assert (tmp_path / "vqa.tab4_2" / "smoke" / "seed-0" / "tab4_2_brackets.png").exists()   # figures per seed
     assert sum(r2["metrics"][f"n_classes_b{b}"] for b in (1, 2, 3)) == 11             # easy-VQA NP classes
+    m2 = r2["metrics"]
+    assert m2["gap_b1_minus_hybrid_NP_lo"] <= m2["gap_b1_minus_hybrid_NP"] <= m2["gap_b1_minus_hybrid_NP_hi"]
+    claim = next(c for c in r2["claims"] if c["claim"].startswith("the well-covered classes"))
+    assert claim["status"] == ("PASS" if m2["gap_b1_minus_hybrid_NP_lo"] > 0 else "FAIL")
     for name in ("vqa.fig4_1", "vqa.matching"):
         r = run_experiment(name, "smoke", out_root=tmp_path, device="cpu")
         assert (tmp_path / name / "smoke" / "result.json").exists()
@@ -217,9 +263,18 @@ def test_paper_preset_end_to_end_on_fixture(tmp_path):
     assert m["n_eval"] == 45 and m["n_eval_P"] == 27 and m["n_eval_NP"] == 18
     assert all(0.0 <= m[k] <= 100.0 for k in ("acc_omega_all", "acc_P_P", "acc_NP_NP", "acc_hybrid_NP"))
     assert r["provenance"]["datasets"][0]["name"] == "vqa2"
-    mt = run_experiment("vqa.matching", "paper", out_root=tmp_path, data_root=str(FIXTURE_ROOT), device="cpu",
-                        overrides=fast)["metrics"]
+    rm = run_experiment("vqa.matching", "paper", out_root=tmp_path, data_root=str(FIXTURE_ROOT), device="cpu",
+                        overrides=fast)
+    mt = rm["metrics"]
     assert mt["n_np_classes"] == 6 and mt["frac_np_matched"] == 100.0
+    # Tab A.1 on the fixture: its NP classes white, black, brown, horse, dog, cat; all but brown are
+    # in the printed table, each matched by a few polar questions only (ratios near 0)
+    assert mt["a1_overlap"] == 5 and mt["a1_count_ratio_median"] == 0.0 and mt["n_polar_questions"] == 54
+    a1 = {c["claim"][:30]: c["status"] for c in rm["claims"]}
+    assert a1["Tab A.1: the non-polar classes"] == "FAIL" and a1["Tab A.1's match counts are rep"] == "FAIL"
+    alt = run_experiment("vqa.matching", "paper", out_root=tmp_path / "all", data_root=str(FIXTURE_ROOT),
+                         device="cpu", overrides=dict(fast, match_questions="all"))["metrics"]
+    assert alt["n_polar_questions"] == 54 + 27                          # + the val polar questions
     t2 = run_experiment("vqa.tab4_2", "paper", out_root=tmp_path, data_root=str(FIXTURE_ROOT), device="cpu",
                         overrides=fast)
     assert t2["metrics"]["n_classes_b1"] == 0          # < 30 matches everywhere: the paper rule drops all

@@ -49,6 +49,17 @@ class VQAConfig:
     top_min: int = param(100, ge=0)          # thesis: bracket 1 = classes with >= 100 matches
     second_size: int = param(50, ge=0)       # thesis: bracket 2 = the next 50 classes
     table_a1_rows: int = param(100, ge=1)    # Tab A.1: top 100 classes by matches
+    # what the matching counts (Tab A.1, Fig 4.5 and the brackets of Tab 4.2 depend on it; README
+    # Decisions). Never part of a trained model's key: the models are the same whatever is matched.
+    match_questions: str = param("train", choices=("train", "all"), identity=False)   # train: the training
+                                             # polar questions (those Phi_P saw); all: + held-out + evaluation split
+    match_case_fold: bool = param(True, identity=False)   # "In the picture, ..." matches IN
+    match_label_words: str = param("phrase", choices=("phrase", "all_words", "any_word"), identity=False)
+                                             # a label's words as one phrase / all of them anywhere / any of them
+    # Tab A.1 claims (paper preset): agreement with the printed table
+    a1_min_overlap: int = param(90, ge=0, le=100, identity=False)   # of its 100 classes in our top 100
+    a1_min_rank_corr: float = param(0.9, ge=-1, le=1, identity=False)   # Spearman rho of the counts
+    a1_count_tol: float = param(0.05, ge=0, identity=False)   # |median(ours / printed) - 1| below this
     # noise and the claims' tolerances (the claim checks read them from the run's config)
     n_boot: int = param(1000, ge=1)          # paired bootstrap resamples of the evaluation set
     close_tol: float = param(2.0, gt=0)      # p.p.: "close" = the 95 % interval of the gap within +-tol

@@ -83,6 +83,26 @@ def _decode(tsv: Path, line_no: int, row: Sequence[str], k: int) -> tuple[int, n
     return image_id, feats.reshape(num_boxes, -1)[:k]
 
 
+def check_representable(tsv: Path, line_no: int, image_id: int, x: np.ndarray, dtype: np.dtype) -> None:
+    """Refuse a row the bank's dtype cannot hold: a value beyond float16's largest (65504) would be
+    stored as inf (numpy casts silently) and make every model that reads the image's regions give
+    NaN; a NaN or inf already in the file is refused too. Bottom-up features are ReLU activations of
+    a few units to a few hundred, so such a value means a wrong or corrupt file, or a bank that needs
+    ``--dtype float32``."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        raise data_error(tsv, f"line {line_no} (image {image_id}): {int((~finite).sum())} feature values are NaN or "
+                              f"infinite", TSV_FIX)
+    limit = float(np.finfo(dtype).max)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > limit:
+        n = int((np.abs(x) > limit).sum())
+        raise data_error(tsv, f"line {line_no} (image {image_id}): {n} feature values beyond {dtype}'s largest "
+                              f"{limit:g} (largest magnitude {peak:g}); stored as {dtype} they would become inf",
+                         f"convert with --dtype float32 (twice the size) if such values are meant (bottom-up "
+                         f"features are far below this); else {TSV_FIX}")
+
+
 def _shrink_npy(path: Path, n_rows: int) -> None:
     """Set the first dimension of a C-order .npy to ``n_rows`` in place (header rewritten at the
     same length, file truncated): no copy of the data."""
@@ -150,6 +170,7 @@ def convert(tsv: str | os.PathLike, out_dir: str | os.PathLike, questions: Seque
         if x.shape[1] != bank.shape[2]:
             raise data_error(tsv, f"line {line_no} (image {image_id}): feature size {x.shape[1]}, the first row "
                                   f"has {bank.shape[2]}", TSV_FIX)
+        check_representable(tsv, line_no, image_id, x, bank.dtype)
         bank[len(ids)] = x              # float32 -> the bank's dtype
         ids.append(image_id)
         seen.add(image_id)

@@ -77,6 +77,10 @@ _CONTRACTIONS = {
 }
 
 
+def _strip_whitespace(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
 def _process_punctuation(text: str) -> str:
     out = text
     for p in _PUNCT:
@@ -95,8 +99,7 @@ def _process_digit_article(text: str) -> str:
 
 def normalize_answer(ans: str) -> str:
     """The official VQA answer processing (whitespace, punctuation, number words, articles)."""
-    ans = ans.replace("\n", " ").replace("\t", " ").strip()
-    return _process_digit_article(_process_punctuation(ans))
+    return _process_digit_article(_process_punctuation(_strip_whitespace(ans)))
 
 
 def answer_scores(answers: Sequence[str], normalized: bool = False) -> dict[str, float]:
@@ -117,20 +120,46 @@ def vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
     return answer_scores(answers).get(normalize_answer(pred), 0.0)
 
 
-def official_vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
-    """The accuracy exactly as the official evaluator computes it (GT-Vision-Lab/VQA,
-    PythonEvaluationTools/vqaEvaluation/vqaEval.py, ``evaluate``): the prediction gets the whole
-    processing (whitespace, punctuation, then lower case / number words / articles / contractions);
-    the human answers get the punctuation step only, and only when they are not all the same string;
-    they never get lower case, number words, articles or contractions. ``answers`` are the ten
-    answers as in the annotation file. (Its period pattern's ``re.UNICODE`` lands in ``sub``'s
-    ``count``, so at most 32 periods go per string: no VQA answer has that many.)"""
+def _leave_one_out(res: str, gts: Sequence[str]) -> float:
+    """The official evaluator's accuracy loop: for each human answer left out, min(#matches among
+    the other nine / 3, 1), averaged."""
+    accs = [min(1.0, sum(g == res for j, g in enumerate(gts) if j != i) / 3.0) for i in range(len(gts))]
+    return sum(accs) / len(accs)
+
+
+def official_vqa_accuracy_2016(pred: str, answers: Sequence[str]) -> float:
+    """The accuracy exactly as the official evaluator computed it from 2016 to March 2021
+    (GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py at commit 458a8b2,
+    2016-10-08, "fixed the apostrophe symbol issue in contractions dictionary"; the file then
+    unchanged until a013f00, 2021-03-11): the prediction gets the whole processing (whitespace,
+    punctuation, then lower case / number words / articles / contractions); the human answers get
+    the punctuation step only, and only when they are not all the same string; they never get lower
+    case, number words, articles or contractions. ``answers`` are the ten answers as in the
+    annotation file. (Its period pattern's ``re.UNICODE`` lands in ``sub``'s ``count``, so at most
+    32 periods go per string: no VQA answer has that many.)"""
     res = normalize_answer(pred)
     gts = list(answers)
     if len(set(gts)) > 1:
         gts = [_process_punctuation(a) for a in gts]
-    accs = [min(1.0, sum(g == res for j, g in enumerate(gts) if j != i) / 3.0) for i in range(len(gts))]
-    return sum(accs) / len(accs)
+    return _leave_one_out(res, gts)
+
+
+def official_vqa_accuracy_2021(pred: str, answers: Sequence[str]) -> float:
+    """The accuracy as the current official evaluator computes it (the same file at commit a013f00,
+    2021-03-11, "Fixed processing answers bug"): the human answers' whitespace is stripped; then,
+    when they are not all the same string, the human answers *and* the prediction get the whole
+    processing (punctuation, lower case, number words, articles, contractions), which is our
+    ``vqa_accuracy``; when all ten are the same string, neither side is processed beyond whitespace
+    (sic: ten "Yes" against the prediction "yes" score 0, ten "two" against "2" score 0)."""
+    res = _strip_whitespace(pred)
+    gts = [_strip_whitespace(a) for a in answers]
+    if len(set(gts)) > 1:
+        gts = [_process_digit_article(_process_punctuation(a)) for a in gts]
+        res = _process_digit_article(_process_punctuation(res))
+    return _leave_one_out(res, gts)
+
+
+OFFICIAL_EVALUATORS = {"2016": official_vqa_accuracy_2016, "2021": official_vqa_accuracy_2021}
 
 
 def simple_vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
