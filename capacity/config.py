@@ -63,6 +63,13 @@ class CapacityConfig:
     materialize_max: int = param(20_000, ge=0)   # image-folder sources this small are held in memory
     bc_pairs: int = param(2500, ge=1)     # paper: 25,000 on ImageNet val
     nmi_seed: int = param(0, ge=0)
+    # Poisson-bootstrap replicates of the artefact constancy, summed during the evaluation pass (each
+    # holds one image-sized sum per autoencoder: keep it small at 224 x 224 x 3)
+    artefact_bootstrap: int = param(200, ge=2)
+    # the findings' checks (capacity/findings.py); they read the evaluation, never change a stage
+    finding_bootstrap: int = param(1000, ge=10, identity=False)   # resamples of the evaluation images
+    mse_tolerance: float = param(0.10, gt=0, identity=False)     # A_S: held-out / training MSE within 1 ± this
+    finding_threshold: float = param(90.0, ge=0, le=100, identity=False)   # CR_min t of the findings (thesis' 90)
     eval_batch_size: int = param(250, ge=1)
     thresholds: tuple = param((80.0, 85.0, 90.0, 95.0), items=item(float, ge=0, le=100), min_length=1)   # CR_min, %
     n_examples: int = param(8, ge=1)
@@ -141,7 +148,7 @@ PRESETS = {
     "paper": {"dataset": "imagenet", "eval_split": "val", "nmi_extra_split": "", "pretrain_folder": "",
               "image_size": 224, "resize": 256, "zoo": True, "n_classes": 1000,
               "classifiers": ("lenet", "alexnet", "vgg16", "resnet50", "inception_v3"),
-              "bc_pairs": 25_000, "eval_batch_size": 100, "n_examples": 4,
+              "bc_pairs": 25_000, "eval_batch_size": 100, "n_examples": 4, "artefact_bootstrap": 25,
               "train.epochs": 30, "train.batch_size": 256, "train.lr": 0.01, "train.optimizer": "sgd",
               "train.schedule": "cosine",
               "ae.widths": (64, 128, 256, 512, 512), "ae.convs": (2, 2, 3, 3, 3), "ae.batch_size": 64, "ae.lr": 0.01,

@@ -194,6 +194,16 @@ def train_models(cfg, ctx, sources) -> CapacityModels:
                           classifier_dirs=clf_dirs, autoencoder_dirs=ae_dirs)
 
 
+def artefact_constancy(res_sum, res_sq, count):
+    """|mean residual|^2 / mean |residual|^2: the share of the reconstruction error A(x) - x that is
+    the same image for every sample (1: one constant pattern, ~1/n: independent noise). ``res_sum``
+    (..., D) and ``res_sq`` (...) are the sums over the samples, ``count`` their number."""
+    count = np.asarray(count, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = res_sum / np.asarray(count)[..., None]
+        return np.sum(mean ** 2, axis=-1) / (res_sq / count)
+
+
 # --------------------------------------------------------------------------------------------------
 # One evaluation pass
 # --------------------------------------------------------------------------------------------------
@@ -203,7 +213,11 @@ def evaluate(cfg, ctx) -> dict:
 
     acc1/acc5[a, j]: top-1/5 (%) of classifier j on input a (a = 0: original, 1: A_S, 2..: A_i);
     correct1[a, j, k]: per-sample top-1 correctness (bootstrap); ic[a', k], bc[a', p]: IC-/BC-nMI
-    per sample / pair for a' over (A_S, A_i...); examples: uint8 originals and reconstructions.
+    per sample / pair for a' over (A_S, A_i...); mse_items[a', k]: per-image MSE over every nMI
+    item (is_eval_items marks the evaluation split, the rest is the training split when
+    nmi_extra_split names it); artefact_const[a'] and its Poisson-bootstrap replicates
+    artefact_const_rep[a', b] (``artefact_constancy``, evaluation items); examples: uint8 originals
+    and reconstructions.
     """
     import torch
     import jax
@@ -238,7 +252,18 @@ def evaluate(cfg, ctx) -> dict:
     top1 = np.zeros((n_in, len(clf_names), n), bool)
     top5 = np.zeros((n_in, len(clf_names), n), bool)
     ic = np.zeros((len(ae_names), n))
-    sq = np.zeros(len(ae_names))
+    mse_items = np.zeros((len(ae_names), n))   # every nMI item: the eval split and the extra (training) one
+    # artefact constancy (Fig 5.4): sums of the residual r = A(x) - x over the evaluation items and of
+    # |r|^2, once plainly and once per Poisson-bootstrap replicate (the same weights for every
+    # autoencoder: paired); a replicate's sums stay one image large, so this scales to ImageNet val
+    n_rep = cfg.artefact_bootstrap
+    rep_w = np.random.default_rng(cfg.nmi_seed + 1).poisson(1.0, (n_rep, n)).astype(np.float64)
+    d_img = int(np.prod(nmi_src.image_shape))
+    res_sum = np.zeros((len(ae_names), d_img))
+    res_sq = np.zeros(len(ae_names))
+    res_sum_rep = np.zeros((len(ae_names), n_rep, d_img))
+    res_sq_rep = np.zeros((len(ae_names), n_rep))
+    rep_n = np.zeros(n_rep)
     bc = np.zeros((len(ae_names), cfg.bc_pairs))
     ev_idx = np.nonzero(is_eval)[0]           # examples: the first image of each class, in class order
     ev_labels = np.asarray(nmi_src.y)[ev_idx] if isinstance(nmi_src, ArraySource) else None
@@ -257,7 +282,15 @@ def evaluate(cfg, ctx) -> dict:
         for a, name in enumerate(ae_names):
             r = np.asarray(jax.device_get(rec(aes[name], xj)))
             inputs.append(r)
-            sq[a] += float(np.sum(np.mean((r[ev] - inputs[0][ev]) ** 2, axis=(1, 2, 3))))
+            mse_items[a, idx] = np.mean((r - inputs[0]) ** 2, axis=(1, 2, 3))
+            if ev.any():
+                res = (r[ev] - inputs[0][ev]).reshape(int(ev.sum()), -1).astype(np.float64)
+                sq_norm = np.sum(res ** 2, axis=1)
+                w = rep_w[:, idx[ev]]
+                res_sum[a] += res.sum(0)
+                res_sq[a] += sq_norm.sum()
+                res_sum_rep[a] += w @ res
+                res_sq_rep[a] += w @ sq_norm
             r8 = to_uint8(r)
             for k in range(len(xb)):
                 ic[a, idx[k]] = mutual_information(xb[k], r8[k])
@@ -270,6 +303,7 @@ def evaluate(cfg, ctx) -> dict:
             if int(idx[k]) in ex_idx:
                 ex_orig[int(idx[k])] = xb[k]
         if ev.any():
+            rep_n += rep_w[:, idx[ev]].sum(1)
             yt = torch.as_tensor(yb[ev])
             with torch.no_grad():
                 for a, inp in enumerate(inputs):
@@ -282,7 +316,11 @@ def evaluate(cfg, ctx) -> dict:
         pos += len(xb)
     top1, top5 = top1[:, :, is_eval], top5[:, :, is_eval]
     arrays = {"top1": top1, "top5": top5, "acc1": 100.0 * top1.mean(-1), "acc5": 100.0 * top5.mean(-1),
-              "ic": ic[:, is_eval], "bc": bc, "mse": sq / max(n_eval, 1), "ex_orig": np.stack([ex_orig[i] for i in ex_idx]),
+              "ic": ic[:, is_eval], "bc": bc, "mse": mse_items[:, is_eval].mean(1) if n_eval else np.full(len(ae_names), np.nan),
+              "mse_items": mse_items, "is_eval_items": is_eval,
+              "artefact_const": artefact_constancy(res_sum, res_sq, n_eval),
+              "artefact_const_rep": artefact_constancy(res_sum_rep, res_sq_rep, rep_n[None, :]),
+              "ex_orig": np.stack([ex_orig[i] for i in ex_idx]),
               "ex_rec": np.stack([np.stack([ex_rec[a][i] for i in ex_idx]) for a in ae_names])}
     meta = {"clf_names": clf_names, "ae_names": ae_names, "n_eval": n_eval, "n_nmi": n,
             "clf_info": clf_info, "ae_info": ae_info}

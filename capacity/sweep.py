@@ -15,12 +15,8 @@ import numpy as np
 
 from capacity.autoencoder import bottleneck_ratio
 from capacity.data import ordered_batches
+from capacity.findings import SWEEP_KEYS, accuracy_findings, ratio_key
 from capacity.pipeline import load_sources, short, train_models
-
-
-def ratio_key(r: float) -> str:
-    """8.0 -> 'r8', 6.4 -> 'r6p4' (metric names)."""
-    return "r" + f"{r:g}".replace(".", "p")
 
 
 def sweep_configs(cfg) -> list:
@@ -36,19 +32,23 @@ def sweep_configs(cfg) -> list:
     return sorted(out, key=lambda p: p[0])
 
 
-def correctness(models, source, batch_size: int) -> np.ndarray:
-    """correct[a, j, k]: classifier j right on image k of ``source`` after input a (0: A_S, 1..: A_i)."""
+def correctness(models, source, batch_size: int, originals: bool = False) -> np.ndarray:
+    """correct[a, j, k]: classifier j right on image k of ``source`` after input a (0: A_S, 1..: A_i;
+    with ``originals`` a last row: the image itself)."""
     import jax
     import torch
     names = list(models.classifiers)
     dev = next(models.classifiers[names[0]].parameters()).device
-    inputs = ["A_S"] + names
+    inputs = ["A_S"] + names + (["original"] if originals else [])
     out = np.zeros((len(inputs), len(names), len(source)), bool)
     pos = 0
     for xb, yb in source.batches(ordered_batches(np.arange(len(source)), batch_size)):
         yt = torch.as_tensor(yb)
         for a, ae in enumerate(inputs):
-            r = np.array(jax.device_get(models.autoencode(ae, jax.numpy.asarray(xb))))   # writable copy
+            if ae == "original":
+                r = xb.astype(np.float32) / 255.0
+            else:
+                r = np.array(jax.device_get(models.autoencode(ae, jax.numpy.asarray(xb))))   # writable copy
             xt = torch.from_numpy(np.ascontiguousarray(r)).permute(0, 3, 1, 2).to(dev)
             with torch.no_grad():
                 for j, n in enumerate(names):
@@ -80,10 +80,15 @@ def bottleneck_sweep(cfg, ctx) -> dict:
     boots = [rng.integers(0, n_eval, n_eval) for _ in range(cfg.sweep_bootstrap)]
     t = cfg.sweep_threshold
     out, rows, series = {}, [], []
+    orig = None
     for ratio, sub in sweep_configs(cfg):
         models = train_models(sub, ctx, sources)
         names = list(models.classifiers)
-        ok = correctness(models, sources["eval"], cfg.eval_batch_size)
+        ok = correctness(models, sources["eval"], cfg.eval_batch_size, originals=orig is None)
+        if orig is None:                      # the classifiers are the same at every point
+            ok, orig = ok[:-1], ok[-1]
+        found = accuracy_findings(ok[1:], orig, names, t, cfg.finding_bootstrap, ctx.seed)
+        out.update({f"{k}_{ratio_key(ratio)}": found[k] for k in SWEEP_KEYS})
         acc = 100.0 * ok[1:].mean(-1)
         mean, low, n_concepts = specialisation(acc, names, t)
         b = np.array([specialisation(100.0 * ok[1:, :, i].mean(-1), names, t) for i in boots])

@@ -15,6 +15,13 @@ def _ae_label(name):
     return "A_S" if name == "A_S" else f"A_{short(name)}"
 
 
+def _findings(ev, cfg, ctx) -> dict:
+    """capacity.findings.accuracy_findings on this run's evaluation (paired bootstrap over its images)."""
+    from capacity.findings import accuracy_findings
+    return accuracy_findings(ev["top1"][2:], ev["top1"][0], list(ev["clf_names"]), cfg.finding_threshold,
+                             cfg.finding_bootstrap, ctx.seed)
+
+
 def _common_notes(ctx, ev, cfg):
     info = ev["ae_info"]
     ctx.note(f"A_S: {cfg.ae.pretrain_images} pre-training images, batch {cfg.ae.batch_size}, final training MSE "
@@ -46,6 +53,11 @@ def table_5_1(cfg, ctx) -> dict:
         rows.append([f"f_{short(n)} o A_{short(n)}", t1a, f"{t1a - t1:+.2f} [{lo:+.2f}, {hi:+.2f}]", t5a,
                      f"{t5a - t5:+.2f}"])
     out["min_diff_top1_lo"], out["min_diff_top1"] = float(min(lows)), float(min(diffs))
+    f = _findings(ev, cfg, ctx)
+    out.update({k: f[k] for k in ("gain_acc_spearman", "gain_acc_spearman_lo", "gain_acc_spearman_hi")})
+    ctx.note(f"Gain of f_i o A_i over f_i against the accuracy of f_i: Spearman {f['gain_acc_spearman']:+.2f} "
+             f"[{f['gain_acc_spearman_lo']:+.2f}, {f['gain_acc_spearman_hi']:+.2f}] (95 % paired bootstrap over "
+             f"the evaluation images, {cfg.finding_bootstrap} resamples); the thesis' Tab 5.1 gives -0.9.")
     ctx.table("Tab 5.1: top-1 / top-5 accuracy (%) of f_i and f_i o A_i",
               ["network", "top-1", "diff [95% paired bootstrap]", "top-5", "diff"], rows,
               note="Differences are composite minus plain; the interval is a paired bootstrap over evaluation images.")
@@ -77,10 +89,28 @@ def reconstructions(cfg, ctx) -> dict:
         zrows.append([img] + [np.kron(img[y:y + c, x:x + c], np.ones((4, 4, 1), np.uint8)) for y, x in spots])
     fig = image_grid(zrows, row_labels=labels, col_labels=["full"] + [f"crop {k + 1} (x4)" for k in range(len(spots))])
     ctx.savefig(fig, "reconstructions_zoom", "Fig A.3/A.4: zoomed crops of one sample, original and every autoencoder")
-    out = {f"mse_{a}": float(ev["mse"][i]) for i, a in enumerate(aes)}
-    out["mse_A_S_eval"] = float(ev["mse"][0])
-    ctx.table("Reconstruction MSE (Eq 5.1, pixels in [0, 1]) on the evaluation split",
-              ["autoencoder", "MSE"], [[_ae_label(a), float(ev["mse"][i])] for i, a in enumerate(aes)], digits=5)
+    from capacity.findings import artefact_findings, mse_findings
+    out = {f"mse_{a}": float(ev["mse"][i]) for i, a in enumerate(aes) if a != "A_S"}
+    # A_S on its own training images (eval-mode BN, after training) against the held-out split
+    # (the extra nMI items are A_S's training images when it was pre-trained on the train split;
+    # otherwise there are none to compare with: nan, the claim SKIPs)
+    mse_s, is_eval = ev["mse_items"][0], ev["is_eval_items"]
+    if cfg.pretrain_folder or cfg.nmi_extra_split != cfg.train_split:
+        mse_s, is_eval = mse_s[is_eval], is_eval[is_eval]
+    out.update(mse_findings(mse_s, is_eval, cfg.finding_bootstrap, ctx.seed))
+    out.update(artefact_findings(ev["artefact_const"], ev["artefact_const_rep"], aes))
+    ctx.table("Reconstruction MSE (Eq 5.1, pixels in [0, 1]) on the evaluation split, and the share of the "
+              "residual A(x) - x that is the same for every image",
+              ["autoencoder", "MSE", "constant share of the residual", "minus A_S's [95%]"],
+              [[_ae_label(a), float(ev["mse"][i]), out[f"artefact_const_{a}"],
+                "" if a == "A_S" else f"[{out[f'artefact_gap_{a}_lo']:+.4f}, {out[f'artefact_gap_{a}_hi']:+.4f}]"]
+               for i, a in enumerate(aes)], digits=5,
+              note="Constant share: |mean residual|^2 / mean |residual|^2 over the evaluation images (1: one "
+                   "pattern on every image; about 1/n: independent noise); its interval is a Poisson bootstrap "
+                   f"({cfg.artefact_bootstrap} replicates) with the same weights for every autoencoder (paired).")
+    ctx.note(f"A_S: MSE on its training split {out['mse_A_S_train']:.5f}, on the held-out split "
+             f"{out['mse_A_S_eval']:.5f}, ratio held-out / training {out['mse_A_S_ratio']:.3f} "
+             f"[{out['mse_A_S_ratio_lo']:.3f}, {out['mse_A_S_ratio_hi']:.3f}] (thesis: 8.05e-4 / 7.77e-4 = 1.036).")
     _common_notes(ctx, ev, cfg)
     return out
 
@@ -106,6 +136,10 @@ def figure_5_5(cfg, ctx) -> dict:
     out.update(ranking)
     if pairs:
         ctx.note(f"BC-nMI ranking of the thesis (L1209-1211), per pair over the same BC pairs: {pairs}.")
+    ranking, pairs = ic_ranking(ic, aes, seed=ctx.seed)
+    out.update(ranking)
+    if pairs:
+        ctx.note(f"IC-nMI ranking of the thesis (L1213), per pair over the same images: {pairs}.")
     ctx.table("Fig 5.5: nMI (Eq 5.4, MI in nats) per autoencoder", ["autoencoder", "IC-nMI mean", "IC-nMI std",
               "BC-nMI mean", "BC-nMI std"], rows, digits=3,
               note=f"IC-nMI over {ic.shape[1]} images; BC-nMI over {bc.shape[1]} disjoint consecutive pairs of one "
@@ -125,6 +159,28 @@ def figure_5_5(cfg, ctx) -> dict:
 # and Inception-v3's (L1209-1211). Judged pairwise over the same BC pairs.
 BC_HIGH, BC_LOW = ("alexnet", "resnet50"), ("vgg16", "inception_v3")
 BC_SUBSTANTIAL = 0.10     # "substantially": a gap of at least 10 % of the lower autoencoder's BC-nMI
+
+
+# "VGG16 and Inception-v3 are again those that preserve most of the original input information, as
+# shown by the higher values in IC-nMI" (L1213): their IC-nMI above AlexNet's and ResNet50's
+IC_HIGH, IC_LOW = ("vgg16", "inception_v3"), ("alexnet", "resnet50")
+
+
+def ic_ranking(ic, aes, seed: int = 0) -> tuple[dict, str]:
+    """For every (high, low) pair of the thesis' IC-nMI ranking present in ``aes``: the paired
+    bootstrap interval of IC-nMI(A_high) - IC-nMI(A_low) over the same images. Returns the worst
+    pair's lower end (``ic_rank_gap_lo``) and a line per pair, or ({}, "") without the four."""
+    from common.claims import bootstrap_ci
+    if not all(n in aes for n in IC_HIGH + IC_LOW):
+        return {}, ""
+    los, pairs = [], []
+    for h in IC_HIGH:
+        for l in IC_LOW:
+            d = np.asarray(ic[aes.index(h)], np.float64) - np.asarray(ic[aes.index(l)], np.float64)
+            lo, _ = bootstrap_ci(d, seed=seed)
+            los.append(lo)
+            pairs.append(f"A_{short(h)} - A_{short(l)} = {d.mean():+.3f} (lower end {lo:+.3f})")
+    return {"ic_rank_gap_lo": float(min(los))}, "; ".join(pairs)
 
 
 def bc_ranking(bc, aes, seed: int = 0) -> dict:
@@ -164,7 +220,20 @@ def table_5_2_5_3(cfg, ctx) -> dict:
         for j, nj in enumerate(clfs):
             out[f"acc_{nj}_on_A_{ni}"] = float(acc[i, j])
             out[f"crmin_{nj}_on_A_{ni}"] = float(cr[i, j])
-    out["crmin_diag_max_dev"] = float(np.max(np.abs(np.diag(cr) - 100.0)))
+    f = _findings(ev, cfg, ctx)
+    keep = [f"own_margin_{n}{s}" for n in clfs for s in ("", "_lo", "_hi")] + [
+        "own_columns", "own_columns_beyond_noise", "own_margin_worst_lo", "crmin_offdiag_cells", "crmin_below_t_cells",
+        "crmin_above100_cells", "crmin_asym_pairs", "crmin_offdiag_min", "crmin_offdiag_median", "crmin_offdiag_max"]
+    out.update({k: f[k] for k in keep})
+    ctx.table("Each classifier on its own autoencoder against the best other one (Tab 5.2's columns)",
+              ["classifier", "acc(f_j o A_j) - max_i!=j acc(f_j o A_i)", "95% paired bootstrap"],
+              [[f"f_{short(n)}", f[f"own_margin_{n}"], f"[{f[f'own_margin_{n}_lo']:+.2f}, {f[f'own_margin_{n}_hi']:+.2f}]"]
+               for n in clfs],
+              note=f"Intervals: percentile bootstrap over the {ev['n_eval']} evaluation images "
+                   f"({cfg.finding_bootstrap} resamples), one resample for every cell (paired). Off-diagonal "
+                   f"CR_min at t = {cfg.finding_threshold:g}: {f['crmin_below_t_cells']:g} of "
+                   f"{f['crmin_offdiag_cells']:g} cells below t beyond noise, {f['crmin_above100_cells']:g} above "
+                   f"100, {f['crmin_asym_pairs']:g} pairs on opposite sides of t.")
     ctx.table("Tab 5.2: top-1 accuracy (%) of f_j (columns) on reconstructions of A_i (rows)", heads,
               [[f"A_{short(n)}", *acc[i]] for i, n in enumerate(clfs)]
               + [["(A_S)", *ev["acc1"][1]], ["(original)", *ev["acc1"][0]]],
@@ -203,4 +272,11 @@ def figure_5_6(cfg, ctx) -> dict:
                                "(CR_min > t); blue: classifiers, red: signals introduced at a node")
     ctx.table("FCA contexts (CR_min > t, strictly)", ["t", "concepts", "signals each classifier works with"], rows)
     ctx.note("The thesis states t = 90 (Fig 5.6); 80, 85, 95 are read from Fig A.5, whose thresholds are only in the image.")
+    f = _findings(ev, cfg, ctx)
+    out.update({k: f[k] for k in ("fca_concepts", "fca_concepts_lo", "fca_concepts_hi", "fca_top_margin",
+                                  "fca_top_margin_lo", "fca_top_margin_hi")})
+    ctx.note(f"At t = {cfg.finding_threshold:g}: {f['fca_concepts']:g} concepts [{f['fca_concepts_lo']:g}, "
+             f"{f['fca_concepts_hi']:g}]; the most accurate classifier has {f['fca_top_margin']:+g} "
+             f"[{f['fca_top_margin_lo']:+g}, {f['fca_top_margin_hi']:+g}] attributes more than any other "
+             f"(95 % paired bootstrap, {cfg.finding_bootstrap} resamples).")
     return out

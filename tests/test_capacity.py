@@ -301,6 +301,9 @@ def test_bottleneck_sweep_runs_and_reuses_the_classifiers(tmp_path):
     assert stages == sorted(["capacity-clf-lenet", "capacity-clf-small"] + ["capacity-AS"] * 2
                             + ["capacity-A-lenet", "capacity-A-small"] * 2)     # classifiers shared by the points
     assert set(m) >= {"offdiag_crmin_mean_r2", "offdiag_crmin_min_r16", "fca_concepts_t90_r16", "A_S_acc_mean_r16"}
+    from capacity.findings import SWEEP_KEYS      # the findings' numbers per point, for the per-ratio claims
+    assert set(m) >= {f"{k}_{r}" for k in SWEEP_KEYS for r in ("r2", "r16")}
+    assert m["own_columns_r2"] == len(cfg.classifiers) and m["crmin_offdiag_cells_r16"] == 2
     assert 1 <= m["fca_concepts_t90_r2"] <= 2 + len(cfg.classifiers)
     assert m["offdiag_crmin_min_r16"] <= m["offdiag_crmin_mean_r16"]
     assert (tmp_path / "bottleneck_sweep.png").exists()

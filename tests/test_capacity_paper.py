@@ -21,10 +21,14 @@ def test_paper_preset_code_path_on_tiny_folder(tmp_path):
                  "thresholds": (90.0,)}
     out = tmp_path / "out"
     recs = {}
-    for name in ("capacity.tab5_2", "capacity.fig5_6"):
+    for name in ("capacity.tab5_2", "capacity.fig5_6", "capacity.reconstructions"):
         recs[name] = run_experiment(name, "paper", out_root=out, data_root=str(root), overrides=overrides)
         assert recs[name]["metrics"]
     assert "fca_concepts_t90" in recs["capacity.fig5_6"]["metrics"]
+    rec = recs["capacity.reconstructions"]
+    # A_S pre-trained on another folder: no training-split MSE to compare with, the claim SKIPs
+    assert np.isnan(rec["metrics"]["mse_A_S_train"]) and rec["metrics"]["mse_A_S_eval"] > 0
+    assert [c["status"] for c in rec["claims"] if "held-out" in c["claim"]] == ["SKIP"]
     written = sorted((out / "capacity.tab5_2").glob("paper+set-*/result.json"))   # --set runs: their own folder
     assert len(written) == 1
     r52 = json.loads(written[0].read_text())
