@@ -28,8 +28,8 @@ class AttributionConfig:
     image_size: int = param(56, ge=8)       # paper: 224 (every image resized to it, 002 L1029)
     n_images: int = param(200, ge=1)        # images scored per method (paper: 1000, 002's subset)
     # the costly methods score the first so many of the same images (0: all; README "Decisions")
-    n_images_slow: int = param(48, ge=0)    # Score-/Ablation-CAM, occlusion, RISE, Opti-CAM, meaningful
-    n_images_extremal: int = param(24, ge=0)
+    n_images_slow: int = param(32, ge=0)    # Score-/Ablation-CAM, occlusion, RISE, Opti-CAM, meaningful
+    n_images_extremal: int = param(12, ge=0)
     insertion_steps: int = param(28, ge=1)  # 002: 224 (paper); 28 steps of 112 px at 56 x 56
     batch_size: int = param(16, ge=1)       # images per method call (002 times batches of 8)
     methods: tuple = param(ALL_METHODS, items=item(str, kind="name"), min_length=1)   # common.saliency's names
