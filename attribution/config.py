@@ -11,6 +11,9 @@ from common.config import ConfigError, TrainConfig, item, param
 ALL_METHODS = ("fakecam", "center", "gradcam", "gradcampp", "scorecam", "ablationcam", "xgradcam", "layercam",
                "saliency", "ig", "occlusion", "rise", "meaningful", "extremal", "opticam")
 
+# methods whose maps cost tens to thousands of forward passes per image (n_images_slow)
+SLOW_METHODS = ("scorecam", "ablationcam", "occlusion", "rise", "opticam", "meaningful")
+
 
 @dataclasses.dataclass
 class AttributionConfig:
@@ -21,8 +24,13 @@ class AttributionConfig:
     model: str = param("canvas_cnn", choices=("canvas_cnn", "vgg16_bn", "resnet50"))
     weights: str = param("cached", choices=("cached", "random"))   # torchvision models only
     width: int = param(32, ge=4)
+    batch_norm: bool = True                 # the canvas CNN's BN after each conv (README "Decisions")
     image_size: int = param(56, ge=8)       # paper: 224 (every image resized to it, 002 L1029)
-    n_images: int = param(16, ge=1)         # images scored per method (paper: 1000, 002's subset)
+    n_images: int = param(200, ge=1)        # images scored per method (paper: 1000, 002's subset)
+    # the costly methods score the first so many of the same images (0: all; README "Decisions")
+    n_images_slow: int = param(32, ge=0)    # Score-/Ablation-CAM, occlusion, RISE, Opti-CAM, meaningful
+    n_images_extremal: int = param(12, ge=0)
+    insertion_steps: int = param(28, ge=1)  # 002: 224 (paper); 28 steps of 112 px at 56 x 56
     batch_size: int = param(16, ge=1)       # images per method call (002 times batches of 8)
     methods: tuple = param(ALL_METHODS, items=item(str, kind="name"), min_length=1)   # common.saliency's names
     # the pointing game: boxes of the evaluation set itself, plus detection sets (paper: voc2007, coco2014)
@@ -57,7 +65,8 @@ class AttributionConfig:
     n_area_images: int = param(3, ge=0)
     progress: bool = param(True, identity=False)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        epochs=4, batch_size=64, lr=2e-3, optimizer="adam", ckpt_every=200, log_every=20))
+        epochs=6, batch_size=128, lr=5e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.3,
+        ckpt_every=200, log_every=20))
 
     def validate(self) -> None:
         from common.saliency import discover   # torch: only when a run's config is resolved
@@ -74,12 +83,13 @@ class AttributionConfig:
 # the config they override; experiments/attribution.py registers with them
 # --------------------------------------------------------------------------------------------------
 PAPER = {"dataset": "imagenet", "eval_split": "val", "model": "vgg16_bn", "image_size": 224, "n_images": 1000,
+         "n_images_slow": 0, "n_images_extremal": 0, "insertion_steps": 224,
          "batch_size": 8, "pointing_sets": ("voc2007", "coco2014"), "pointing_tolerance": 15.0,
          "ig_steps": 50, "rise_masks": 8000, "occlusion_window_px": 32,
          "ep_iters": 1600, "ep_schedule": "thesis", "ep_kernel": "thesis", "ep_step_px": 7, "ep_sigma_px": 21.0,
          "ep_max_blur_px": 20.0, "mp_iters": 300, "mp_mask_size": 28, "mp_blur_px": 10.0, "mp_mask_blur_px": 5.0,
          "mp_jitter_px": 4}
-SMOKE = {"n_images": 4, "batch_size": 4, "train.epochs": 1, "width": 8, "rise_masks": 64, "ig_steps": 4,
+SMOKE = {"n_images": 6, "n_images_slow": 4, "n_images_extremal": 4, "insertion_steps": 8, "batch_size": 4, "train.epochs": 1, "width": 8, "rise_masks": 64, "ig_steps": 4,
          "ep_iters": 4, "mp_iters": 4, "opticam_iters": 4, "n_figure_images": 2, "n_area_images": 2, "progress": False,
          "methods": ("fakecam", "gradcam", "opticam", "extremal", "meaningful")}
 PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}

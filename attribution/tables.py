@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from attribution.benchmark import (HEADERS, figure_grid, method_options, metrics_of, model_key, score_methods,
-                                   table_rows)
+from attribution.benchmark import (HEADERS, figure_grid, interval_rows, max_images, method_options, metrics_of,
+                                   model_key, score_methods, table_rows)
 from attribution.models import IMAGENET_MEAN, IMAGENET_STD, normalise_digits, trained_canvas_cnn, zoo_model
 from common.data import fixed_subset
 from common.errors import UserFacingError
@@ -101,7 +101,8 @@ def pointing_on_detection(cfg, ctx, name: str, options) -> dict[str, float]:
                 one = pointing_game(mp[None], [r], [c], len(data.classes), cfg.pointing_tolerance)
                 hit_c += one["hits"]
                 miss_c += one["misses"]
-            pg["accuracy"] = float(100 * (hit_c / np.maximum(hit_c + miss_c, 1)).mean())
+            present = hit_c + miss_c > 0       # mean over the classes with pairs (common.saliency_metrics)
+            pg["accuracy"] = float(100 * (hit_c[present] / (hit_c + miss_c)[present]).mean())
         out[method] = {"pointing": pg["accuracy"], "seconds_per_image": seconds / max(len(pairs), 1)}
     ctx.table(f"Pointing game on {name} ({len(pairs)} pairs, {cfg.model}, weights {cfg.pointing_weights})",
               ["method", "pointing ↑", "s / pair"],
@@ -115,15 +116,21 @@ def table_benchmark(cfg, ctx) -> dict:
     model, x, y, regions, n_cls, show, boxes, info = evaluation_data(cfg, ctx)
     options = method_options(cfg, cfg.image_size)
     scores = score_methods(model, x, y, list(cfg.methods), options, batch_size=cfg.batch_size, regions=regions,
-                           num_classes=n_cls, tolerance=cfg.pointing_tolerance, progress=cfg.progress)
+                           num_classes=n_cls, tolerance=cfg.pointing_tolerance, progress=cfg.progress,
+                           n_steps=cfg.insertion_steps, max_images=max_images(cfg))
     metrics = metrics_of(scores, model_key(cfg))
     metrics.update({k: float(v) for k, v in info.items()})
     metrics["n_images"] = len(x)
-    ctx.table(f"Saliency benchmark: {cfg.model} on {cfg.dataset}/{cfg.eval_split}, {len(x)} images "
+    acc = f", test accuracy {info['test_accuracy']:.1f} %" if "test_accuracy" in info else ""
+    ctx.table(f"Saliency benchmark: {cfg.model}{acc} on {cfg.dataset}/{cfg.eval_split}, up to {len(x)} images "
               f"(AD / AG / AI / insertion / deletion / pointing in %)", HEADERS, table_rows(scores),
-              note="Masks multiply the model's normalised input (as 002). Insertion / deletion: 224 steps "
-                   "(common.saliency_metrics). Pointing: hit within "
-                   f"{cfg.pointing_tolerance:g} px of the target box, mean over classes.")
+              note="Masks multiply the model's normalised input (as 002). Insertion / deletion: "
+                   f"{cfg.insertion_steps} steps (common.saliency_metrics). Pointing: hit within "
+                   f"{cfg.pointing_tolerance:g} px of the target box, mean over the classes with scored images. "
+                   "Each method scores the first 'images' of the same ordered subset; s / image after one "
+                   "untimed warm-up call.")
+    ctx.table("95 % intervals over images (bootstrap of the per-image values; pointing: Wilson)",
+              ["method", "images", "AD", "AG", "insertion", "deletion", "pointing"], interval_rows(scores))
     fig = figure_grid(show, scores, min(cfg.n_figure_images, len(x)),
                       boxes=boxes if all(b is not None for b in boxes[:cfg.n_figure_images]) else None)
     ctx.savefig(fig, "figure_grid", "one row per image, one column per method (box: the target digit)")

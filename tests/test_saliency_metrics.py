@@ -116,15 +116,22 @@ def test_pointing_game_strict_tolerance_hand_values():
     assert r["hits"] == [1] and r["misses"] == [1]
 
 
-def test_pointing_game_averages_over_all_classes():
+def test_pointing_game_averages_over_classes_with_scored_samples():
+    """Classes without a scored sample do not count (TorchRay counts them as 0: on a subset where
+    a class is absent that caps the score, e.g. 90 % with 9 of 10 digit classes present)."""
     maps = np.zeros((3, 50, 50))
     maps[:, 10, 10] = 1.0
     boxes = [np.array([(30, 30, 40, 40)]), np.array([(20, 5, 25, 8)]), np.array([(20, 5, 25, 8), (0, 0, 1, 1)])]
     r = S.pointing_game(maps, boxes, classes=[0, 0, 1], num_classes=4)
-    assert r["per_class"] == [50.0, 100.0, 0.0, 0.0] and r["accuracy"] == pytest.approx(37.5)
+    assert r["per_class"][:2] == [50.0, 100.0] and all(np.isnan(r["per_class"][2:]))
+    assert r["accuracy"] == pytest.approx(75.0) and r["classes_scored"] == 2
+    # every sample a hit: 100 %, whatever num_classes says
+    assert S.pointing_game(maps[1:], boxes[1:], [0, 1], num_classes=10)["accuracy"] == 100.0
     r = S.pointing_game(maps, boxes[:2] + [None], classes=[0, 0, 1], num_classes=2)
-    assert r["skipped"] == 1 and r["per_class"] == [50.0, 0.0]
+    assert r["skipped"] == 1 and r["per_class"][0] == 50.0 and np.isnan(r["per_class"][1]) and r["accuracy"] == 50.0
+    assert r["each"] == [False, True, None]
     assert S.pointing_game(maps[:1], boxes[:1], [0], num_classes=1, tolerance=30)["accuracy"] == 100.0
+    assert np.isnan(S.pointing_game(maps[:1], [None], [0], num_classes=3)["accuracy"])
 
 
 def test_pointing_game_matches_torchray():
@@ -161,7 +168,13 @@ def test_pointing_game_matches_torchray():
         r = S.pointing_game(maps, ours_regions, classes, num_classes, tolerance=tolerance)
         assert r["hits"] == pg.hits.long().tolist() and r["misses"] == pg.misses.long().tolist()
         assert 0 < sum(r["hits"]) and 0 < sum(r["misses"])            # both outcomes exercised
-        assert r["accuracy"] == pytest.approx(100 * float(pg.accuracy))
+        # TorchRay averages over all classes (the absent last one as 0); ours over the present ones:
+        # equal on the present classes, and equal in the mean when every class is present (VOC, COCO)
+        assert r["accuracy"] == pytest.approx(100 * float(pg.accuracy) * num_classes / (num_classes - 1))
+        assert r["classes_scored"] == num_classes - 1
+        pg_present = pg_module.PointingGame(num_classes - 1, tolerance=tolerance)
+        pg_present.hits, pg_present.misses = pg.hits[:-1], pg.misses[:-1]
+        assert r["accuracy"] == pytest.approx(100 * float(pg_present.accuracy))
 
 
 def _detection(names, targets):
