@@ -10,7 +10,13 @@ entropy < threshold and p_other > 0.5, checked before each step). With random we
 would fire at random times, so the threshold is set unreachably low (1e-9): both sides do exactly
 ``--steps`` steps per sample and the work is equal.
 
-    python bench/morphing.py                        # CPU: 256 samples batched, 4 eager, 100 steps
+Three lines: the batched JAX program, the same jitted JAX program one sample at a time (a Python
+loop over samples), and eager torch one sample at a time. eager / JAX per-sample is the framework
+gain (compilation, same batch of one), JAX per-sample / batched the batching gain. ``--threads N``
+pins the whole process to N cores before JAX and torch load, so XLA's pool and torch's intra-op
+threads get the same cores (torch alone at 1 thread while XLA used every core was not like for like).
+
+    python bench/morphing.py --threads 1            # CPU: 256 samples batched, 4 one at a time, 100 steps
     python bench/morphing.py --n 4096 --seq 8 --steps 200 --slots 1024    # GPU
 """
 from __future__ import annotations

@@ -285,6 +285,7 @@ def morphing(cfg, ctx) -> dict:
     # the stop fires early (the thesis' example: < 350 of 5000 steps, L1600): median over stopped
     # samples with a bootstrap interval of the median
     out["steps_median"] = float(np.median(r.steps[st])) if st.any() else float("nan")
+    out["steps_max"] = float(r.steps[st].max()) if st.any() else float("nan")     # what a lower cap would cut
     out["steps_median_lo"], out["steps_median_hi"] = (latent.median_ci(r.steps[st])
                                                       if st.sum() > 1 else (float("nan"),) * 2)
     # early stopping instead of a similarity term (L1567-1575): the morph's code stays nearer the
@@ -470,14 +471,14 @@ def beyond_saliency(cfg, ctx) -> dict:
     out["bench_images"] = int(len(sel))
     out["morph_stopped"] = float(ex.morph.stopped.mean())
     labels = {n: get_method(n).label for n in names}
-    labels["random"], labels["absdiff"] = "random pixels", "|input - morph| (baseline)"
+    labels["random"], labels["absdiff"] = "random pixels", "abs(input - morph), baseline"
     impl = {n: get_method(n).implementation for n in names}
     impl["random"], impl["absdiff"] = "-", "ours (no optimisation)"
     ci = lambda n, k_: f"{scores[n][k_]:.1f} [{out[f'{k_}_{n}_lo']:.1f}, {out[f'{k_}_{n}_hi']:.1f}]"
     ctx.table(f"Path-mask against attribution methods on the same CNN ({len(sel)} correctly classified test "
               f"images). Scores that do not know the morph: AD / AI / AG, insertion, deletion (95 % CI over images). "
               f"Score that knows the morph: contrastive (top {cfg.bench_top:.0%} pixels moved to the morph); "
-              f"path-mask and |input - morph| are built from the morph, the others are not.",
+              f"path-mask and abs(input - morph) are built from the morph, the others are not.",
               ["method", "implementation", "AD (lower better)", "AI", "AG", "insertion", "deletion (lower better)",
                "contrastive drop of p_self - p_other [95 % CI]", "s / image"],
               [[labels[n], impl[n],

@@ -15,7 +15,8 @@ keeps [0, 1]); per-sample early stopping once no pixel of the mask has moved by 
 for ``patience`` consecutive steps (patience 0: run all steps, as the thesis does). (The normalised
 loss is no stopping signal: its weight w_t moves with the running means.)
 
-ONE ``jax.jit(jax.vmap(mask_one))`` over the batch, a ``lax.while_loop`` per sample (as morphing).
+ONE ``jax.jit(jax.vmap(advance))`` over the batch, ``segment`` steps per call, the steps unrolled on
+CPU or a ``lax.while_loop`` elsewhere (as morphing: ``morph_loop``, ``morph_segment``).
 """
 from __future__ import annotations
 
@@ -83,9 +84,14 @@ def mask_floor(init: float, lr: float, steps: int) -> float:
     return max(0.0, init - lr * steps)
 
 
-def make_mask_one(classify, *, shape_hw, lr: float, l1: float, sigma: float, max_steps: int,
-                  patience: int, tol: float, init: float = 0.5):
-    """v in [0, 1] per pixel, started at ``init``; each Adam step is followed by the projection
+def make_mask_fns(classify, *, shape_hw, lr: float, l1: float, sigma: float, max_steps: int,
+                  patience: int, tol: float, init: float = 0.5, loop: str = "while"):
+    """Per-sample ``init(xs, self_label) -> state``, ``advance(state, n_steps) -> state`` (at most
+    ``n_steps`` Adam steps, ending early at the per-sample stop or at ``max_steps``) and
+    ``finish(state) -> results``, as morphing's (``loop``: "while" = a ``lax.while_loop``,
+    "unrolled" = the steps written out, each masked by the same predicate; same trajectory).
+
+    v in [0, 1] per pixel, started at ``init``; each Adam step is followed by the projection
     v <- clip(v, 0, 1) and the mask is m = blur(v). (A sigmoid of a free variable, our first choice,
     cannot reach 0: from v = 0 no pixel fell below sigmoid(-lr x steps), 0.12 at 200 steps of 1e-2,
     so the L1 term pinned ~70 % of the pixels at that floor and the mask never settled.) A pixel the
@@ -95,55 +101,88 @@ def make_mask_one(classify, *, shape_hw, lr: float, l1: float, sigma: float, max
     import optax
     tx = optax.adam(lr)
 
-    def mask_one(xs, self_label):
-        p_x = jax.nn.softmax(classify(xs[:-1]), axis=-1)[:, self_label]     # constant in the mask
+    def terms(v, st):
+        m = blur(v, sigma)
+        return -jnp.sum(gain_terms(classify, m, st["xs"], st["s"], st["p_x"])), jnp.sum(jnp.abs(m))
 
-        def terms(v):
-            m = blur(v, sigma)
-            return -jnp.sum(gain_terms(classify, m, xs, self_label, p_x)), jnp.sum(jnp.abs(m))
-
-        def cond(st):
-            return (~st["done"]) & (st["step"] < max_steps)
-
-        def body(st):
-            v = st["v"]
-            (obj, reg) = terms(v)
-            sum_obj, sum_reg = st["sum_obj"] + jnp.abs(obj), st["sum_reg"] + jnp.abs(reg)
-            w = jax.lax.stop_gradient(sum_obj / (sum_reg + _EPS))
-
-            def loss_fn(v):
-                ob, rg = terms(v)
-                return ob + l1 * w * rg
-            loss, g = jax.value_and_grad(loss_fn)(v)
-            upd, opt = tx.update(g, st["opt"], v)
-            new_v = jnp.clip(optax.apply_updates(v, upd), 0.0, 1.0)
-            change = jnp.max(jnp.abs(blur(new_v, sigma) - blur(v, sigma)))
-            since = jnp.where(change < tol, st["since"] + 1, 0)
-            done = (since >= patience) if patience > 0 else jnp.array(False)
-            i = st["step"]
-            return dict(st, v=new_v, opt=opt, step=i + 1, sum_obj=sum_obj, sum_reg=sum_reg, w=w,
-                        since=since, done=done, h_loss=st["h_loss"].at[i].set(loss),
-                        h_obj=st["h_obj"].at[i].set(obj), h_l1=st["h_l1"].at[i].set(reg))
-
+    def init_fn(xs, self_label):
         v0 = jnp.full(shape_hw, init, jnp.float32)
         nan = jnp.full((max_steps,), jnp.nan, jnp.float32)
-        st0 = {"v": v0, "opt": tx.init(v0), "step": jnp.array(0, jnp.int32), "sum_obj": jnp.array(0.0),
-               "sum_reg": jnp.array(0.0), "w": jnp.array(0.0), "since": jnp.array(0, jnp.int32),
-               "done": jnp.array(False), "h_loss": nan, "h_obj": nan, "h_l1": nan}
-        st = jax.lax.while_loop(cond, body, st0)
+        return {"xs": xs, "s": self_label, "p_x": jax.nn.softmax(classify(xs[:-1]), axis=-1)[:, self_label],
+                "v": v0, "opt": tx.init(v0), "step": jnp.array(0, jnp.int32), "sum_obj": jnp.array(0.0),
+                "sum_reg": jnp.array(0.0), "w": jnp.array(0.0), "since": jnp.array(0, jnp.int32),
+                "done": jnp.array(False), "h_loss": nan, "h_obj": nan, "h_l1": nan}
+
+    def running(st):
+        return (~st["done"]) & (st["step"] < max_steps)
+
+    def body(st):
+        v = st["v"]
+        obj, reg = terms(v, st)
+        sum_obj, sum_reg = st["sum_obj"] + jnp.abs(obj), st["sum_reg"] + jnp.abs(reg)
+        w = jax.lax.stop_gradient(sum_obj / (sum_reg + _EPS))
+
+        def loss_fn(v):
+            ob, rg = terms(v, st)
+            return ob + l1 * w * rg
+        loss, g = jax.value_and_grad(loss_fn)(v)
+        upd, opt = tx.update(g, st["opt"], v)
+        new_v = jnp.clip(optax.apply_updates(v, upd), 0.0, 1.0)
+        change = jnp.max(jnp.abs(blur(new_v, sigma) - blur(v, sigma)))
+        since = jnp.where(change < tol, st["since"] + 1, 0)
+        done = (since >= patience) if patience > 0 else jnp.array(False)
+        i = st["step"]
+        return dict(st, v=new_v, opt=opt, step=i + 1, sum_obj=sum_obj, sum_reg=sum_reg, w=w,
+                    since=since, done=done, h_loss=st["h_loss"].at[i].set(loss),
+                    h_obj=st["h_obj"].at[i].set(obj), h_l1=st["h_l1"].at[i].set(reg))
+
+    def advance(st, n_steps: int):
+        if loop == "while":
+            def cond(carry):
+                return running(carry[0]) & (carry[1] < n_steps)
+            return jax.lax.while_loop(cond, lambda c: (body(c[0]), c[1] + 1), (st, jnp.array(0, jnp.int32)))[0]
+        for _ in range(n_steps):             # written out: XLA:CPU runs conv nets ~8x slower in loop bodies
+            active = running(st)
+            new = body(st)
+            st = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, st)
+        return st
+
+    def finish(st):
         m = blur(st["v"], sigma)
-        return {"mask": m, "steps": st["step"], "gains": gain_terms(classify, m, xs, self_label),
+        return {"mask": m, "steps": st["step"], "gains": gain_terms(classify, m, st["xs"], st["s"]),
                 "h_loss": st["h_loss"], "h_obj": st["h_obj"], "h_l1": st["h_l1"], "w": st["w"],
                 "stopped": st["done"]}
 
-    return mask_one
+    return init_fn, advance, finish, running
 
 
-def make_batched_mask(classify, cfg, shape_hw):
-    import jax
-    one = make_mask_one(classify, shape_hw=shape_hw, lr=cfg.mask_lr, l1=cfg.mask_l1, sigma=cfg.mask_blur_sigma,
-                        max_steps=cfg.mask_steps, patience=cfg.mask_patience, tol=cfg.mask_tol)
-    return jax.jit(jax.vmap(one))
+class BatchedMask:
+    """ONE ``jax.jit(jax.vmap(advance))`` over a batch of paths, called ``segment`` steps at a time
+    from Python until every sample has stopped or hit ``max_steps`` (morphing's scheme without the
+    refill: path-mask batches are small). A sample's result does not depend on its batch (tested)."""
+
+    def __init__(self, classify, cfg, shape_hw, loop: str | None = None):
+        import jax
+        loop = loop or cfg.morph_loop
+        self.loop = loop if loop != "auto" else ("unrolled" if jax.default_backend() == "cpu" else "while")
+        self.max_steps = cfg.mask_steps
+        self.segment = min(cfg.morph_segment, cfg.mask_steps)
+        init, advance, finish, running = make_mask_fns(
+            classify, shape_hw=shape_hw, lr=cfg.mask_lr, l1=cfg.mask_l1, sigma=cfg.mask_blur_sigma,
+            max_steps=cfg.mask_steps, patience=cfg.mask_patience, tol=cfg.mask_tol, loop=self.loop)
+        self.init, self.finish = jax.jit(jax.vmap(init)), jax.jit(jax.vmap(finish))
+        self.advance = jax.jit(jax.vmap(advance, in_axes=(0, None)), static_argnums=1)
+        self.running = jax.jit(jax.vmap(running))
+
+    def __call__(self, paths, self_labels) -> dict:
+        st = self.init(paths, self_labels)
+        while bool(self.running(st).any()):
+            st = self.advance(st, self.segment)
+        return self.finish(st)
+
+
+def make_batched_mask(classify, cfg, shape_hw, loop: str | None = None):
+    return BatchedMask(classify, cfg, shape_hw, loop)
 
 
 def path_mask(batched, paths: np.ndarray, self_labels: np.ndarray, batch: int) -> MaskResult:

@@ -305,3 +305,18 @@ def test_latent_helpers_window_ratio_nearest_distance_median_ci_and_pca():
     curve = latent.pca_test_l2_curve(tr, tr)
     assert curve[2] < 1e-9 < curve[1] < curve[0]                             # two components hold everything
     assert latent.pca_equivalent_dims(curve, curve[1] + 1e-9) == 1
+
+
+def test_path_mask_unrolled_steps_equal_the_while_loop():
+    w = np.zeros((5, 5)); w[1, 1] = 3.0; w[3, 2] = -2.0
+    Wj = jnp.asarray(w.reshape(-1), jnp.float32)
+    classify = lambda x: jnp.stack([x.reshape(x.shape[0], -1) @ Wj, jnp.zeros(x.shape[0])], -1)
+    rng = np.random.default_rng(0)
+    path = rng.uniform(size=(2, 4, 5, 5, 1)).astype(np.float32)
+    cfg = dataclasses.replace(PathMaskConfig(), mask_lr=0.05, mask_steps=37, mask_blur_sigma=0.5, mask_patience=4,
+                              mask_tol=2e-3, morph_segment=6)
+    res = {k: M.path_mask(M.make_batched_mask(classify, cfg, (5, 5), loop=k), path, np.array([0, 0]), 2)
+           for k in ("while", "unrolled")}
+    np.testing.assert_array_equal(res["while"].steps, res["unrolled"].steps)
+    np.testing.assert_allclose(res["while"].masks, res["unrolled"].masks, atol=1e-6)
+    np.testing.assert_allclose(res["while"].loss, res["unrolled"].loss, atol=1e-5)
