@@ -10,7 +10,13 @@ entropy < threshold and p_other > 0.5, checked before each step). With random we
 would fire at random times, so the threshold is set unreachably low (1e-9): both sides do exactly
 ``--steps`` steps per sample and the work is equal.
 
-    python bench/morphing.py                        # CPU: 256 samples batched, 4 eager, 100 steps
+Three lines: the batched JAX program, the same jitted JAX program one sample at a time (a Python
+loop over samples), and eager torch one sample at a time. eager / JAX per-sample is the framework
+gain (compilation, same batch of one), JAX per-sample / batched the batching gain. ``--threads N``
+pins the whole process to N cores before JAX and torch load, so XLA's pool and torch's intra-op
+threads get the same cores (torch alone at 1 thread while XLA used every core was not like for like).
+
+    python bench/morphing.py --threads 1            # CPU: 256 samples batched, 4 one at a time, 100 steps
     python bench/morphing.py --n 4096 --seq 8 --steps 200 --slots 1024    # GPU
 """
 from __future__ import annotations
@@ -57,8 +63,16 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--segment", type=int, default=10, help="steps per call of the batched program")
     ap.add_argument("--loop", default="auto", choices=("auto", "while", "unrolled"))
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (XLA uses its own pool)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU cores for BOTH sides: the process is pinned to this many cores before JAX and torch "
+                         "load (XLA sizes its pool from the affinity mask) and torch uses as many intra-op "
+                         "threads (0: every core this process may use)")
     args = ap.parse_args()
+    import os
+    cores = sorted(os.sched_getaffinity(0))
+    if args.threads:
+        cores = cores[:args.threads]
+        os.sched_setaffinity(0, cores)
     import jax
     import numpy as np
     import torch
@@ -68,7 +82,7 @@ def main():
     from pathmask.torch_models import TorchCNN, TorchDecoder
     from pathmask.training import Models
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(len(cores))
     cnn, vae = CNN("mnist"), VAE("mnist", 100)
     models = Models(None, None, None, cnn, init_variables(cnn, jax.random.PRNGKey(0), (28, 28, 1)), vae,
                     init_variables(vae, jax.random.PRNGKey(1), (28, 28, 1), 100), {}, {})
@@ -95,11 +109,23 @@ def main():
         steps, _ = torch_eager_morph(tcnn, tdec, codes[i], int(s[i]), int(o[i]), float(t[i]), **kw)
         assert steps == args.steps
     eager = (time.perf_counter() - t0) / args.seq
+    # JAX one sample at a time: the same jitted per-sample program without vmap, in a Python loop
+    # over samples. eager / this = the framework gain (compiled JAX vs eager torch, same batch of 1);
+    # this / batched = the batching gain
+    bm.sequential(codes[:1], s[:1], o[:1], t[:1])                 # compile
+    t0 = time.perf_counter()
+    rs = bm.sequential(codes[:args.seq], s[:args.seq], o[:args.seq], t[:args.seq])
+    per_sample = (time.perf_counter() - t0) / args.seq
+    assert (rs.steps == args.steps).all()
     dev = jax.devices()[0]
-    print(f"device {dev.platform} ({dev.device_kind}), {args.steps} Adam steps per sample, stop check every step")
-    print(f"JAX jit(vmap) ({bm.loop} steps, {args.segment} per call), {args.n} samples in {args.slots} slots: {batched * 1e3:.3f} ms/sample")
-    print(f"torch eager, one sample at a time ({args.seq} samples, {torch.get_num_threads()} thread(s)): "
-          f"{eager * 1e3:.1f} ms/sample")
+    print(f"device {dev.platform} ({dev.device_kind}), {len(cores)} CPU core(s) for both sides "
+          f"(torch {torch.get_num_threads()} thread(s)), {args.steps} Adam steps per sample, stop check every step")
+    print(f"JAX jit(vmap) ({bm.loop} steps, {args.segment} per call), {args.n} samples in {args.slots} slots: "
+          f"{batched * 1e3:.3f} ms/sample")
+    print(f"JAX jit, one sample at a time ({args.seq} samples): {per_sample * 1e3:.2f} ms/sample")
+    print(f"torch eager, one sample at a time ({args.seq} samples): {eager * 1e3:.1f} ms/sample")
+    print(f"framework gain (torch eager / JAX per-sample): {eager / per_sample:.1f}x")
+    print(f"batching gain (JAX per-sample / JAX batched): {per_sample / batched:.1f}x")
     print(f"ratio eager / batched: {eager / batched:.1f}x")
 
 

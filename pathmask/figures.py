@@ -20,14 +20,23 @@ def _img(ax, x, title=""):
 
 
 def _model_metrics(M) -> dict:
+    """Accuracies and the VAE's health: test L2 / KL of the mean code, the CNN's reading of the
+    reconstructions, active latent dimensions, and a PCA of as many components on the same pixels."""
     import jax.numpy as jnp
+    from pathmask import latent
     from pathmask.models import vae_loss
     acc = float((M.logits(M.test.x).argmax(1) == M.test.y).mean() * 100)
     mu, logvar = M.encode(M.test.x)
     rec = M.decode(mu)
     _, (l2, kl) = vae_loss(jnp.asarray(rec), jnp.asarray(M.test.x), jnp.asarray(mu), jnp.asarray(logvar))
+    curve = latent.pca_test_l2_curve(M.train.x, M.test.x)
+    # per-dimension KL (nats, test mean): a dimension the encoder leaves at the prior costs ~0
+    kl_d = 0.5 * np.mean(mu ** 2 + np.exp(logvar) - 1.0 - logvar, axis=0)
     return {"cnn_test_acc": acc, "vae_test_l2": float(l2), "vae_test_kl": float(kl),
-            "vae_recon_acc": float((M.logits(rec).argmax(1) == M.test.y).mean() * 100)}
+            "vae_recon_acc": float((M.logits(rec).argmax(1) == M.test.y).mean() * 100),
+            "vae_active_dims": latent.active_dims(mu), "vae_dims_kl_used": int((kl_d > 0.1).sum()),
+            "pca_test_l2_5": float(curve[5]), "pca_test_l2_20": float(curve[20]),
+            "vae_pca_equivalent_dims": latent.pca_equivalent_dims(curve, float(l2))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -43,8 +52,21 @@ def reconstructions(cfg, ctx) -> dict:
     k = cfg.n_examples * 2
     x = M.test.x[:k]
     mu, _ = M.encode(x)
-    codes, kept = latent.best_embedding(M, M.test.x[:200], jax.random.PRNGKey(ctx.seed), cfg.best_of)
+    # 5.1: the mean code's decoding sometimes changes the CNN's label; the best embedding (a sample of
+    # the encoder's distribution keeping the input's top-2 classes, nearest in L1) lowers that rate
+    xs = M.test.x[:cfg.recon_label_samples]
+    label = M.logits(xs).argmax(1)
+    mu_s, _ = M.encode(xs)
+    changed_mean = M.logits(M.decode(mu_s)).argmax(1) != label
+    codes, kept = latent.best_embedding(M, xs, jax.random.PRNGKey(ctx.seed), cfg.best_of)
+    changed_best = M.logits(M.decode(codes)).argmax(1) != label
     out["best_embedding_kept"] = float(kept.mean())
+    out["mean_code_label_changed"] = float(changed_mean.mean())
+    out["mean_code_label_changed_lo"], out["mean_code_label_changed_hi"] = binomial_ci(int(changed_mean.sum()), len(xs))
+    out["best_code_label_changed"] = float(changed_best.mean())
+    d = changed_mean.astype(float) - changed_best.astype(float)          # paired, per input
+    out["label_change_drop"] = float(d.mean())
+    out["label_change_drop_lo"], out["label_change_drop_hi"] = bootstrap_ci(d)
     best = M.decode(codes[:k])
     fig, axes = plt.subplots(3, k, figsize=(k * 0.9, 3))
     for i in range(k):
@@ -56,8 +78,17 @@ def reconstructions(cfg, ctx) -> dict:
               ["model", "epochs", "batch", "Adam lr", "test metric"],
               [["CNN", cfg.cnn.epochs, cfg.cnn.batch_size, cfg.cnn.lr, f"accuracy {out['cnn_test_acc']:.2f} %"],
                ["VAE", cfg.vae.epochs, cfg.vae.batch_size, cfg.vae.lr,
-                f"L2 {out['vae_test_l2']:.2f} + KL {out['vae_test_kl']:.2f} per image; CNN on "
+                f"L2 {out['vae_test_l2']:.2f} + {cfg.kl_weight:g} x KL {out['vae_test_kl']:.2f} per image; CNN on "
                 f"reconstructions {out['vae_recon_acc']:.2f} %"]])
+    ctx.table("VAE health (test set; mean codes)",
+              ["active latent dims (Var of mu > 0.01)", "dims with KL > 0.1 nats", "test L2", "PCA test L2, 5 / 20 "
+               "components", "PCA components matching the VAE's L2",
+               "CNN reads reconstructions", "mean code changes the CNN's label", "best embedding changes it"],
+              [[f"{out['vae_active_dims']} / {cfg.latent_dim}", out["vae_dims_kl_used"], out["vae_test_l2"],
+                f"{out['pca_test_l2_5']:.1f} / {out['pca_test_l2_20']:.1f}", out["vae_pca_equivalent_dims"],
+                f"{out['vae_recon_acc']:.1f} %",
+                f"{out['mean_code_label_changed']:.3f} [{out['mean_code_label_changed_lo']:.3f}, "
+                f"{out['mean_code_label_changed_hi']:.3f}]", f"{out['best_code_label_changed']:.3f}"]])
     return out
 
 
@@ -179,6 +210,14 @@ def entropy_gradient(cfg, ctx) -> dict:
     out = {"r_example": float(r_pairs[ex]), "r_pooled": r_all, "r_pooled_lo": lo, "r_pooled_hi": hi,
            "r_pair_median": float(np.nanmedian(r_pairs)), "pairs": int(len(idx)),
            "frac_left": float((windows[:, 1] <= 0).mean()), "frac_right": float((windows[:, 2] >= n - 1).mean())}
+    # "gradient magnitude radically increases in the bounds" (L1484-1488): per pair, the log of the
+    # mean gradient magnitude inside the entropy window over the mean outside it (pairs whose window
+    # leaves steps on both sides of the comparison), 95 % bootstrap interval over pairs
+    lr_in_out = latent.window_log_ratio(H, G)
+    out["grad_window_pairs"] = int(np.isfinite(lr_in_out).sum())
+    out["grad_window_log_ratio"] = float(np.nanmean(lr_in_out)) if out["grad_window_pairs"] else float("nan")
+    out["grad_window_log_ratio_lo"], out["grad_window_log_ratio_hi"] = (
+        bootstrap_ci(lr_in_out[np.isfinite(lr_in_out)]) if out["grad_window_pairs"] > 1 else (float("nan"),) * 2)
     m, wl, wr = windows[ex]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     axes[0].plot(H[ex]), axes[0].set_title("two-class entropy (bits)")
@@ -237,11 +276,27 @@ def morphing(cfg, ctx) -> dict:
     errors = int((~r.stopped).sum())
     lo, hi = binomial_ci(errors, len(idx))
     new_lg = M.logits(M.decode(r.codes))
+    st = r.stopped
     out = {"error_rate": errors / len(idx), "error_rate_lo": lo, "error_rate_hi": hi, "samples": int(len(idx)),
-           "alpha_lk": cfg.resolved_alpha_lk(), "steps_median": float(np.median(r.steps[r.stopped])) if r.stopped.any()
-           else float("nan"), "argmax_other": float((new_lg.argmax(1) == o).mean()),
+           "alpha_lk": cfg.resolved_alpha_lk(), "max_steps": int(cfg.morph_max_steps),
+           "argmax_other": float((new_lg.argmax(1) == o).mean()),
            "best_embedding_kept": float(kept.mean()), "morph_seconds": secs,
            "norm_gap_after": float(np.mean(np.abs(np.linalg.norm(r.codes, axis=1) - c_norm[o])))}
+    # the stop fires early (the thesis' example: < 350 of 5000 steps, L1600): median over stopped
+    # samples with a bootstrap interval of the median
+    out["steps_median"] = float(np.median(r.steps[st])) if st.any() else float("nan")
+    out["steps_max"] = float(r.steps[st].max()) if st.any() else float("nan")     # what a lower cap would cut
+    out["steps_median_lo"], out["steps_median_hi"] = (latent.median_ci(r.steps[st])
+                                                      if st.sum() > 1 else (float("nan"),) * 2)
+    # early stopping instead of a similarity term (L1567-1575): the morph's code stays nearer the
+    # input's code than the nearest training code of the other class is (Euclidean, in code space)
+    d_morph = np.linalg.norm(r.codes - codes, axis=1)
+    d_nn = latent.nearest_of_class_distance(codes, mu, M.train.y, o)
+    nearer = (d_morph < d_nn)[st]
+    out["morph_nearer"] = float(nearer.mean()) if st.any() else float("nan")
+    out["morph_nearer_lo"], out["morph_nearer_hi"] = (binomial_ci(int(nearer.sum()), int(st.sum())) if st.any()
+                                                      else (float("nan"),) * 2)
+    out["morph_distance_ratio_median"] = float(np.median((d_morph / d_nn)[st])) if st.any() else float("nan")
     ctx.table("Semantic morphing error rate", ["", "ours", "thesis"],
               [["error rate", f"{out['error_rate']:.3f} [{lo:.3f}, {hi:.3f}] (Wilson 95 %)", "0.03 (MNIST), 0.02 (NotMNIST), "
                                                                                       "0.19 (FashionMNIST)"],
@@ -327,17 +382,41 @@ def path_mask(cfg, ctx) -> dict:
             _path_mask_figure(ctx, M, ex, q, name, ("misclassified input: " if is_wrong else "") +
                               f"{C[other_l[q]]} -> {C[self_l[q]]}{'' if ex.morph.stopped[q] else ' (morphing error)'}",
                               titles)
+    import jax.numpy as jnp
+    from pathmask.mask import gain_window_excess, loss_drop, mask_floor
     norms = np.linalg.norm(ex.path_codes, axis=-1)                        # (B, n)
     overshoot = norms.max(1) / norms[:, [0, -1]].max(1)
     total_gain = ex.mask.gains.sum(1)
+    B, n = ex.paths.shape[:2]
+    plg = M.logits(ex.paths.reshape((-1,) + ex.paths.shape[2:])).reshape(B, n, -1)
+    h = np.asarray(latent.entropy2(jnp.asarray(plg[np.arange(B), :, self_l]),
+                                   jnp.asarray(plg[np.arange(B), :, other_l])))          # (B, n)
+    excess = gain_window_excess(ex.mask.gains, 0.5 * (h[:, :-1] + h[:, 1:]))
+    drop = loss_drop(ex.mask, cfg.mask_l1)
+    floor = mask_floor(0.5, cfg.mask_lr, cfg.mask_steps)
     out = {"inputs": int(len(sel)), "wrong_inputs": int(len(wrong)),
            "morph_stopped": float(ex.morph.stopped.mean()), "mask_mean": float(ex.mask.masks.mean()),
+           "mask_floor": floor, "mask_near_zero": float((ex.mask.masks < 0.01).mean()),
+           "mask_stopped": float(ex.mask.stopped.mean()), "max_mask_steps": int(cfg.mask_steps),
            "gain_mean": float(total_gain.mean()), "mask_steps_mean": float(ex.mask.steps.mean()),
+           "loss_drop": float(drop.mean()),
            "radial_overshoot_mean": float(overshoot.mean()), "radial_overshoot_max": float(overshoot.max())}
-    ctx.table("Path-mask runs", ["input", "self", "other", "morph stopped", "mask steps", "mean mask",
-                                 "sum of gains", "max path norm / endpoint norm"],
+    # 4.6: the optimised gain is positive and the loss falls; 4.4's conclusion: the gains sit at the
+    # high-entropy steps. 95 % bootstrap intervals over the inputs
+    out["gain_mean_lo"], out["gain_mean_hi"] = bootstrap_ci(total_gain)
+    out["loss_drop_lo"], out["loss_drop_hi"] = bootstrap_ci(drop)
+    fin = excess[np.isfinite(excess)]
+    out["gain_window_inputs"] = int(len(fin))
+    out["gain_window_excess"] = float(fin.mean()) if len(fin) else float("nan")
+    out["gain_window_excess_lo"], out["gain_window_excess_hi"] = bootstrap_ci(fin) if len(fin) > 1 else (float("nan"),) * 2
+    ctx.table(f"Path-mask runs (mask floor within the budget: {floor:g}; early stop: no blurred-mask pixel moves "
+              f"by {cfg.mask_tol:g} for {cfg.mask_patience} steps)",
+              ["input", "self", "other", "morph stopped", "mask steps", "mask stopped", "mean mask",
+               "pixels < 0.01", "sum of gains", "loss drop", "gain share in entropy window - step share",
+               "max path norm / endpoint norm"],
               [[int(sel[q]), C[self_l[q]], C[other_l[q]], bool(ex.morph.stopped[q]), int(ex.mask.steps[q]),
-                float(ex.mask.masks[q].mean()), float(total_gain[q]), float(overshoot[q])] for q in range(len(sel))])
+                bool(ex.mask.stopped[q]), float(ex.mask.masks[q].mean()), float((ex.mask.masks[q] < 0.01).mean()),
+                float(total_gain[q]), float(drop[q]), float(excess[q]), float(overshoot[q])] for q in range(len(sel))])
     ctx.note("Radial interpolation between a code and its morph (correlated endpoints of unequal norm) overshoots "
              "the endpoints' norm: the last column (max norm along the path / the larger endpoint norm) is > 1.")
     return out
@@ -346,13 +425,14 @@ def path_mask(cfg, ctx) -> dict:
 # --------------------------------------------------------------------------------------------------
 def beyond_saliency(cfg, ctx) -> dict:
     """Beyond the document: is path-mask a good explanation? Path-mask against captum's Saliency,
-    Integrated Gradients, Occlusion and pytorch-grad-cam's Grad-CAM on the very same classifier (a
+    Integrated Gradients, Occlusion, pytorch-grad-cam's CAMs and an |input - morph| baseline on the very same classifier (a
     torch copy of the Flax CNN, tested to give its logits), scored by common.saliency.score_methods
     (AD / AI / AG, insertion, deletion) and by the contrastive score: the drop of p_self - p_other
     when the top-k % pixels of a map take the morph's values (moved to the other end of the path)."""
     import torch
     from common.saliency import benchmark_metrics, discover, get_method, score_methods
-    from pathmask.saliency import contrastive_drop, explainable_cnn
+    from common.saliency_metrics import minmax
+    from pathmask.saliency import contrastive_drop, explainable_cnn, score_maps
     M = _models(cfg, ctx)
     net = explainable_cnn(M)
     pred = M.logits(M.test.x).argmax(1)
@@ -360,37 +440,52 @@ def beyond_saliency(cfg, ctx) -> dict:
     sel = right[fixed_subset(len(right), cfg.bench_images, ctx.seed)]
     x = torch.as_tensor(M.test.x[sel]).permute(0, 3, 1, 2).contiguous()
     y = torch.as_tensor(pred[sel])
-    names = [n for n in ("pathmask", "saliency", "ig", "occlusion", "gradcam") if n in discover()]
+    cams = ("gradcam", "gradcampp", "scorecam", "layercam")
+    names = [n for n in ("pathmask", "saliency", "ig", "occlusion", *cams) if n in discover()]
     assert all(get_method(n).applicable(net) for n in names), names
     kept = []
     options = {"pathmask": {"seed": ctx.seed, "keep": kept}, "ig": {"n_steps": cfg.bench_ig_steps},
-               "gradcam": {"layer": net.features[-1]}}
+               **{c: {"layer": net.features[-1]} for c in cams}}
     torch.manual_seed(ctx.seed)
     scores = score_methods(net, x, y, names, options, batch_size=len(sel), progress=cfg.progress)
     ex = kept[-1]                                                     # the morphs of path-mask's run
     morphs = torch.as_tensor(ex.paths[:, 0]).permute(0, 3, 1, 2)
     other = ex.other_labels
+    # baselines: random pixels, and |input - morph| (no optimisation; it knows the morph as path-mask does)
     rand = torch.rand(len(sel), *x.shape[2:], generator=torch.Generator().manual_seed(ctx.seed))
+    absdiff = minmax((x - morphs).abs().sum(1))
+    scores["absdiff"] = score_maps(net, x, y, absdiff)
     contrast = {n: contrastive_drop(net, x, scores[n]["maps"], morphs, y, other, cfg.bench_top)
-                for n in names}
+                for n in [*names, "absdiff"]}
     contrast["random"] = contrastive_drop(net, x, rand, morphs, y, other, cfg.bench_top)
-    out = benchmark_metrics(scores, model_key="mnist5k-pathmask-cnn" if cfg.dataset == "mnist5k"
+    out = benchmark_metrics({n: scores[n] for n in names}, model_key="mnist5k-pathmask-cnn" if cfg.dataset == "mnist5k"
                             else f"{cfg.dataset}-pathmask-cnn")
+    for k_ in ("AD", "AI", "AG", "insertion", "deletion"):
+        out[f"absdiff_{k_}"] = float(scores["absdiff"][k_])
     for n, d in contrast.items():
         lo, hi = bootstrap_ci(d)
         out[f"contrast_{n}"], out[f"contrast_{n}_lo"], out[f"contrast_{n}_hi"] = float(d.mean()), lo, hi
+    for n in [*names, "absdiff"]:                 # scores that do not know the morph, with intervals over images
+        for k_ in ("insertion", "deletion"):
+            out[f"{k_}_{n}_lo"], out[f"{k_}_{n}_hi"] = bootstrap_ci(scores[n][f"{k_}_each"])
     out["bench_images"] = int(len(sel))
     out["morph_stopped"] = float(ex.morph.stopped.mean())
     labels = {n: get_method(n).label for n in names}
-    labels["random"] = "random pixels"
+    labels["random"], labels["absdiff"] = "random pixels", "abs(input - morph), baseline"
+    impl = {n: get_method(n).implementation for n in names}
+    impl["random"], impl["absdiff"] = "-", "ours (no optimisation)"
+    ci = lambda n, k_: f"{scores[n][k_]:.1f} [{out[f'{k_}_{n}_lo']:.1f}, {out[f'{k_}_{n}_hi']:.1f}]"
     ctx.table(f"Path-mask against attribution methods on the same CNN ({len(sel)} correctly classified test "
-              f"images; contrastive: top {cfg.bench_top:.0%} pixels moved to the morph)",
+              f"images). Scores that do not know the morph: AD / AI / AG, insertion, deletion (95 % CI over images). "
+              f"Score that knows the morph: contrastive (top {cfg.bench_top:.0%} pixels moved to the morph); "
+              f"path-mask and abs(input - morph) are built from the morph, the others are not.",
               ["method", "implementation", "AD (lower better)", "AI", "AG", "insertion", "deletion (lower better)",
                "contrastive drop of p_self - p_other [95 % CI]", "s / image"],
-              [[labels[n], get_method(n).implementation if n != "random" else "-",
-                *([scores[n][k] for k in ("AD", "AI", "AG", "insertion", "deletion")] if n in scores else ["-"] * 5),
+              [[labels[n], impl[n],
+                *([scores[n][k_] for k_ in ("AD", "AI", "AG")] + [ci(n, "insertion"), ci(n, "deletion")]
+                  if n in scores else ["-"] * 5),
                 f"{contrast[n].mean():.3f} [{out[f'contrast_{n}_lo']:.3f}, {out[f'contrast_{n}_hi']:.3f}]",
-                scores[n]["seconds_per_image"] if n in scores else "-"] for n in [*names, "random"]])
+                scores[n].get("seconds_per_image", "-") if n in scores else "-"] for n in [*names, "absdiff", "random"]])
     from common.plotting import plt
     k = min(6, len(sel))
     fig, axes = plt.subplots(k, len(names) + 2, figsize=(1.2 * (len(names) + 2), 1.2 * k))

@@ -13,6 +13,31 @@ def class_norms(codes: np.ndarray, labels: np.ndarray, n_classes: int) -> np.nda
     return np.array([norms[labels == k].mean() if np.any(labels == k) else np.nan for k in range(n_classes)])
 
 
+def active_dims(mu: np.ndarray, threshold: float = 0.01) -> int:
+    """Latent dimensions in use: the variance over inputs of the encoder mean above ``threshold``
+    (Burda et al. 2016's activity criterion). A collapsed dimension outputs the prior's mean for
+    every input and carries nothing to the decoder."""
+    return int((np.var(np.asarray(mu, np.float64), axis=0) > threshold).sum())
+
+
+def pca_test_l2_curve(train_x: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+    """Mean over test images of the sum of squared pixel errors of a k-component PCA fitted on the
+    training pixels, for k = 0 .. min(N, D) (index k): the linear baseline of the VAE's test L2."""
+    a = train_x.reshape(len(train_x), -1).astype(np.float64)
+    b = test_x.reshape(len(test_x), -1).astype(np.float64)
+    mean = a.mean(0)
+    _, _, vt = np.linalg.svd(a - mean, full_matrices=False)
+    c = b - mean
+    proj = (c @ vt.T) ** 2                                     # (N_test, K): energy on each component
+    total = (c ** 2).sum(1)
+    return np.concatenate([[total.mean()], total.mean() - np.cumsum(proj.mean(0))])
+
+
+def pca_equivalent_dims(curve: np.ndarray, l2: float) -> int:
+    """The fewest PCA components whose test L2 is at most ``l2`` (the VAE's)."""
+    return int(np.argmax(curve <= l2)) if (curve <= l2).any() else len(curve)
+
+
 def radial(x0, x1, alpha):
     """sqrt(1 - a) x0 + sqrt(a) x1 (4.3). Keeps the norm only when x0 and x1 are orthogonal and of
     equal norm: ||.||^2 = (1-a)||x0||^2 + a||x1||^2 + 2 sqrt(a(1-a)) <x0, x1>."""
@@ -149,3 +174,41 @@ def pooled_r_interval(H: np.ndarray, G: np.ndarray, n_boot: int = 1000, seed: in
     if len(rs) == 0:
         return float("nan"), float("nan")
     return float(np.quantile(rs, 0.025)), float(np.quantile(rs, 0.975))
+
+
+def window_log_ratio(H: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """Per path: log(mean G inside the entropy window / mean G outside it), the window being
+    ``entropy_window`` of that path's entropies (steps within mean -+ 1.96 weighted std). NaN for a
+    path whose window covers every step (nothing outside to compare with) or none."""
+    out = np.full(len(H), np.nan)
+    steps = np.arange(H.shape[1])
+    for p, (h, g) in enumerate(zip(H, G)):
+        _, lo, hi = entropy_window(h)
+        inside = (steps >= lo) & (steps <= hi)
+        if inside.any() and (~inside).any():
+            gi, go = float(np.mean(g[inside])), float(np.mean(g[~inside]))
+            if gi > 0 and go > 0:
+                out[p] = np.log(gi / go)
+    return out
+
+
+def nearest_of_class_distance(codes: np.ndarray, pool: np.ndarray, pool_labels: np.ndarray,
+                              classes: np.ndarray) -> np.ndarray:
+    """Per code: the Euclidean distance to the nearest code of ``pool`` whose label is ``classes[i]``."""
+    out = np.empty(len(codes))
+    for k in np.unique(classes):
+        sel = np.flatnonzero(classes == k)
+        cand = pool[pool_labels == k]
+        d2 = (codes[sel] ** 2).sum(1)[:, None] - 2 * codes[sel] @ cand.T + (cand ** 2).sum(1)[None]
+        out[sel] = np.sqrt(np.maximum(d2.min(1), 0.0))
+    return out
+
+
+def median_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the median (nan, nan for fewer than 2 values)."""
+    v = np.asarray(values, np.float64)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    meds = np.median(v[rng.integers(0, len(v), (n_boot, len(v)))], axis=1)
+    return float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))

@@ -235,3 +235,88 @@ def test_paper_preset_on_tiny_fixtures(tmp_path):
     rec = run_experiment("pathmask.reconstructions", "paper", out_root=tmp_path / "out",
                          data_root=str(tmp_path / "data"), device="cpu", overrides=dict(small, dataset="fashion-mnist"))
     assert rec["provenance"]["config"]["dataset"] == "fashion-mnist"
+
+
+# ---------------------------------------------------------------------------------------------- issue 25
+def test_alpha_lk_zero_switches_the_norm_term_off_and_minus_one_means_the_datasets_value():
+    from common.config import ConfigError
+    assert PathMaskConfig(alpha_lk=0.0).resolved_alpha_lk() == 0.0
+    assert PathMaskConfig().resolved_alpha_lk() == 0.1                       # -1: mnist5k's value
+    assert PathMaskConfig(dataset="fashion-mnist", alpha_lk=-1.0).resolved_alpha_lk() == 10.0
+    assert PathMaskConfig(alpha_lk=2.5).resolved_alpha_lk() == 2.5
+    with pytest.raises(ConfigError):
+        PathMaskConfig(alpha_lk=-0.5).validate()
+    # with the term off, a far-off target norm changes nothing; with it on, it does (one call each:
+    # the same codes with target norms 1 and 50 side by side)
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(3, 6))
+    codes = np.tile(rng.normal(size=(3, 6)).astype(np.float32), (2, 1))
+    s, o, t = np.zeros(6, int), np.array([1, 2, 1] * 2), np.repeat([1.0, 50.0], 3)
+    runs = {a: morphing.BatchedMorph(_linear_models(W), _cfg(alpha_lk=PathMaskConfig(alpha_lk=a).resolved_alpha_lk(),
+                                                             morph_max_steps=30, morph_batch=6, morph_loop="while"))(
+        codes, s, o, t) for a in (0.0, -1.0)}
+    np.testing.assert_allclose(runs[0.0].codes[:3], runs[0.0].codes[3:], atol=1e-6)
+    assert np.abs(runs[-1.0].codes[:3] - runs[-1.0].codes[3:]).max() > 1e-3
+
+
+def test_path_mask_pixels_reach_zero_within_the_budget_and_the_early_stop_fires():
+    """Only pixel (0, 0) carries class evidence along the path: every pixel beyond the blur's reach
+    of it must reach 0 within 0.5 / lr steps (a sigmoid parameterisation never does: it stays above
+    sigmoid(-lr x steps)), and once the mask sits at its bounds it stops moving, so the per-sample
+    early stop fires before the step cap."""
+    w = np.zeros((6, 6)); w[0, 0] = 4.0
+    Wj = jnp.asarray(w.reshape(-1), jnp.float32)
+    classify = lambda x: jnp.stack([x.reshape(x.shape[0], -1) @ Wj, jnp.zeros(x.shape[0])], -1)
+    path = np.stack([np.full((6, 6, 1), a) for a in np.linspace(0, 1, 5)])[None].astype(np.float32)
+    cfg = dataclasses.replace(PathMaskConfig(), mask_lr=0.05, mask_steps=150, mask_l1=1.0, mask_blur_sigma=0.5,
+                              mask_patience=5, mask_tol=1e-4)
+    assert M.mask_floor(0.5, cfg.mask_lr, cfg.mask_steps) == 0.0
+    res = M.path_mask(M.make_batched_mask(classify, cfg, (6, 6)), path, np.array([0]), batch=1)
+    assert res.masks[0, 3:, 3:].max() < 1e-6, res.masks[0]
+    assert res.masks[0, 0, 0] > 0.5
+    assert res.stopped[0] and res.steps[0] < 150, res.steps
+
+
+def test_mask_loss_drop_and_gain_window_excess_by_hand():
+    res = M.MaskResult(masks=np.zeros((2, 1, 1)), steps=np.array([3, 2]), gains=np.zeros((2, 4)),
+                       loss=np.zeros((2, 3)), objective=np.array([[-1.0, -2.0, -3.0], [-1.0, -0.5, np.nan]]),
+                       l1=np.array([[4.0, 2.0, 1.0], [1.0, 1.0, np.nan]]), weight=np.array([0.5, 1.0]),
+                       stopped=np.array([False, True]))
+    # sample 0: first -1 + 0.5 * 4 = 1, last -3 + 0.5 * 1 = -2.5 -> 3.5; sample 1: 0 - 0.5 = -0.5
+    np.testing.assert_allclose(M.loss_drop(res, 1.0), [3.5, -0.5])
+    h = np.array([[0.0, 0.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])     # window = step 2 only
+    g = np.array([[0.0, 0.0, 0.6, 0.0, 0.0, 0.0], [0.1, 0.1, 0.1, 0.1, 0.1, 0.1]])
+    np.testing.assert_allclose(M.gain_window_excess(g, h), [1.0 - 1 / 6, 1 / 6 - 1 / 6], atol=1e-12)
+
+
+def test_latent_helpers_window_ratio_nearest_distance_median_ci_and_pca():
+    H = np.array([[0.0, 0.0, 1.0, 0.0, 0.0], [0.2] * 5])
+    G = np.array([[1.0, 1.0, 4.0, 1.0, 1.0], [1.0] * 5])
+    r = latent.window_log_ratio(H, G)
+    assert abs(r[0] - np.log(4.0)) < 1e-12 and np.isnan(r[1])               # flat entropy: window holds all steps
+    pool = np.array([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]])
+    d = latent.nearest_of_class_distance(np.array([[0.0, 0.0], [0.0, 0.0]]), pool, np.array([0, 1, 1]), np.array([1, 0]))
+    np.testing.assert_allclose(d, [1.0, 0.0], atol=1e-9)
+    lo, hi = latent.median_ci(np.arange(101))
+    assert lo < 50 < hi and hi - lo < 30
+    assert latent.active_dims(np.c_[np.random.default_rng(0).normal(size=500), np.full(500, 0.3)]) == 1
+    rng = np.random.default_rng(0)
+    tr = (rng.normal(size=(200, 2)) @ np.array([[3.0, 0, 0, 0], [0, 1.0, 0, 0]])).reshape(200, 2, 2, 1)
+    curve = latent.pca_test_l2_curve(tr, tr)
+    assert curve[2] < 1e-9 < curve[1] < curve[0]                             # two components hold everything
+    assert latent.pca_equivalent_dims(curve, curve[1] + 1e-9) == 1
+
+
+def test_path_mask_unrolled_steps_equal_the_while_loop():
+    w = np.zeros((5, 5)); w[1, 1] = 3.0; w[3, 2] = -2.0
+    Wj = jnp.asarray(w.reshape(-1), jnp.float32)
+    classify = lambda x: jnp.stack([x.reshape(x.shape[0], -1) @ Wj, jnp.zeros(x.shape[0])], -1)
+    rng = np.random.default_rng(0)
+    path = rng.uniform(size=(2, 4, 5, 5, 1)).astype(np.float32)
+    cfg = dataclasses.replace(PathMaskConfig(), mask_lr=0.05, mask_steps=37, mask_blur_sigma=0.5, mask_patience=4,
+                              mask_tol=2e-3, morph_segment=6)
+    res = {k: M.path_mask(M.make_batched_mask(classify, cfg, (5, 5), loop=k), path, np.array([0, 0]), 2)
+           for k in ("while", "unrolled")}
+    np.testing.assert_array_equal(res["while"].steps, res["unrolled"].steps)
+    np.testing.assert_allclose(res["while"].masks, res["unrolled"].masks, atol=1e-6)
+    np.testing.assert_allclose(res["while"].loss, res["unrolled"].loss, atol=1e-5)
