@@ -334,7 +334,8 @@ def _adaptive_stage(state, name, x, y, budgets):
     out = {}
     from common.progress import progress
     todo = [(norm, b) for norm in cfg.adaptive_norms for b in _norm_budgets(cfg, norm, budgets)]
-    aa_at = set(budgets if cfg.autoattack_budgets == "all" else AD.linf_budgets(cfg, iterative_only=True))
+    aa_at = set(budgets if cfg.autoattack_budgets == "all" else [cfg.check_eps] if cfg.autoattack_budgets == "check"
+                else AD.linf_budgets(cfg, iterative_only=True))
     for norm, b in progress(todo, desc=f"adaptive on {name}", enabled=cfg.progress, leave=False):
         eps = b / 255.0 if norm == "Linf" else AD.l2_radius(b, shape)
         res = AD.adaptive_at(model, x, y, norm, eps, n_classes, cfg.adaptive_steps, cfg.adaptive_restarts,
