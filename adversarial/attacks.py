@@ -19,8 +19,9 @@ Pixels live in [0, 1]; the thesis' eps values are in 0-255 units (eps / 255 here
   The margin takes the max over the other classes properly (torchattacks' ``f`` multiplies by a
   one-hot mask, which returns 0 when every other logit is negative).
 
-Adaptive (beyond the thesis): ``torchattacks.AutoAttack`` (standard) and PGD with random restarts
-(``torchattacks.PGD`` / ``PGDL2``), each restart only on the images still classified correctly.
+Adaptive (beyond the thesis): PGD with random restarts (``torchattacks.PGD`` / ``PGDL2``), each
+restart only on the images still classified correctly; APGD and AutoAttack's stages live in
+adversarial/adaptive.py.
 """
 from __future__ import annotations
 
@@ -106,6 +107,61 @@ def cw_scaled(x, delta, eps: Sequence[float]) -> list:
     return [(x + e * delta).clamp(0.0, 1.0) for e in eps]
 
 
+# --------------------------------------------------------------------------------------------------
+# The registry: attacks as data. ``cfg.attacks`` (adversarial/config.py) holds one settings entry per
+# attack; its ``fn`` names a function registered here, called as fn(model, x, y, settings) -> one
+# adversarial batch per budget of ``settings.eps``. Tables, plots, stage keys and claims iterate over
+# the config's entries, so adding an attack is one function here and one config entry.
+# --------------------------------------------------------------------------------------------------
+import dataclasses as _dc
+
+
+@_dc.dataclass(frozen=True)
+class AttackFn:
+    fn: object               # (model, x, y, settings, autocast=False) -> [adv per budget]
+    iterative: bool          # "iterative at least as strong as single-step" compares these with FGSM
+    budget: str              # what eps means, for the tables
+    # settings -> the L_inf radius (0-255 units) each budget's perturbations stay within, or None
+    # (C&W's factor on delta bounds no L_inf ball): the adaptive curve's budgets
+    linf_radii: object = None
+
+
+ATTACKS: dict = {}
+
+
+def register_attack(name: str, *, iterative: bool, budget: str, linf_radii=None):
+    def deco(fn):
+        if name in ATTACKS:
+            raise ValueError(f"attack '{name}' registered twice")
+        ATTACKS[name] = AttackFn(fn, iterative, budget, linf_radii)
+        return fn
+    return deco
+
+
+def attack_fn(settings) -> AttackFn:
+    try:
+        return ATTACKS[settings.fn]
+    except KeyError:
+        raise KeyError(f"attack function '{settings.fn}' is not registered (known: {', '.join(ATTACKS)})") from None
+
+
+@register_attack("fgsm", iterative=False, budget="eps in 0-255 units", linf_radii=lambda s: list(s.eps))
+def _fgsm_attack(model, x, y, s, autocast=False):
+    return fgsm(model, x, y, s.eps, autocast)
+
+
+@register_attack("bim", iterative=True, budget="step eps in 0-255 units, steps x eps in all",
+                 linf_radii=lambda s: [s.steps * e for e in s.eps])
+def _bim_attack(model, x, y, s, autocast=False):
+    return [bim(model, x, y, e, s.steps, autocast) for e in s.eps]
+
+
+@register_attack("cw", iterative=True, budget="a factor on C&W's final delta")
+def _cw_attack(model, x, y, s, autocast=False):
+    delta = cw_delta(model, x, y, s.steps, s.lr, s.c, s.kappa, s.box, autocast)
+    return cw_scaled(x, delta, s.eps)
+
+
 def normalised_l2_ratios(x, adv):
     """||x - x_adv||_2 / ||x||_2 per sample, in pixel space (the terms of Eq 6.1)."""
     num = (adv - x).flatten(1).norm(dim=1)
@@ -121,22 +177,6 @@ def predict(model, x, batch_size: int = 500):
 # --------------------------------------------------------------------------------------------------
 # Adaptive attacks (torchattacks)
 # --------------------------------------------------------------------------------------------------
-def autoattack(model, x, y, norm: str, eps: float, version: str = "standard", n_classes: int = 10, seed: int = 0,
-               steps: int = 0, square_queries: int = 0):
-    """torchattacks.AutoAttack as built by torchattacks (standard: APGD-CE, APGD-T, FAB-T, Square, each
-    on the images every earlier one failed on). ``steps`` / ``square_queries`` > 0 replace its
-    iteration counts (torchattacks' defaults: 10 for APGD, APGD-T and FAB, 5000 Square queries; the
-    original AutoAttack runs 100 iterations) -- tiny budgets for the code-path tests only."""
-    import torchattacks
-    atk = torchattacks.AutoAttack(model, norm=norm, eps=eps, version=version, n_classes=n_classes, seed=seed)
-    for sub in atk._autoattack.attacks:
-        if steps and hasattr(sub, "steps"):
-            sub.steps = steps
-        if square_queries and hasattr(sub, "n_queries"):
-            sub.n_queries = square_queries
-    return atk(x, y)
-
-
 def pgd_restarts(model, x, y, norm: str, eps: float, steps: int = 100, restarts: int = 5, seed: int = 0):
     """PGD with a random start, ``restarts`` times; each restart attacks only the images every
     earlier restart failed on. Returns (adversarial images, correct after every restart (bool))."""

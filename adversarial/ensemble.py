@@ -154,6 +154,7 @@ def build_ensemble(models, role_names: dict, backend: str = "torch", fold_bn: bo
         out[f"f_{role} o A_{role}"] = Composite(f, a)
         out[f"BPDA f_{role} o A_{role}"] = Composite(f, a, straight_through=True)
     out["f_R o A_S"] = Composite(frozen[role_names["R"]], aes["A_S"])
+    out["f_I o A_S"] = Composite(frozen[role_names["I"]], aes["A_S"])   # the adaptive curve's f_i o A_S
     for m in out.values():
         m.eval()
     return Ensemble(models=out, autoencoders=aes, names=dict(role_names))

@@ -8,8 +8,6 @@ import json
 
 import numpy as np
 
-ATTACKS = ("fgsm", "bim", "cw")
-LABEL = {"fgsm": "FGSM", "bim": "BIM", "cw": "C&W"}
 
 
 def slug(model_name: str) -> str:
@@ -18,43 +16,15 @@ def slug(model_name: str) -> str:
     return s.replace(" ", "_")
 
 
-# --------------------------------------------------------------------------------------------------
-# Test images
-# --------------------------------------------------------------------------------------------------
-def _pad(x: np.ndarray, size: int) -> np.ndarray:
-    h, w = x.shape[1:3]
-    t, l = (size - h) // 2, (size - w) // 2
-    return np.pad(x, ((0, 0), (t, size - h - t), (l, size - w - l), (0, 0)))
-
-
 def load_eval_images(cfg, ctx):
     """(x float NCHW in [0, 1], y int64, the dataset's description): ``cfg.n_eval`` images of
-    capacity's evaluation split, a fixed random subset (the same for every training seed), prepared
-    as capacity prepares them (digits zero-padded to image_size; folders: short side resized, centre
-    crop)."""
+    capacity's evaluation split as capacity prepares them (``capacity.pipeline.evaluation_images``)."""
     import torch
-    from common.data import ImageClassification, fixed_subset
-    cap = cfg.capacity
-    ds = ctx.load_dataset(cap.dataset, cap.eval_split)
-    n = len(ds) if isinstance(ds, ImageClassification) else len(ds.dataset)
-    idx = fixed_subset(n, cfg.n_eval, seed=12345)
-    if isinstance(ds, ImageClassification):
-        x, y = ds.x[idx], ds.y[idx]
-        if x.shape[1] != cap.image_size or x.shape[2] != cap.image_size:
-            x = _pad(x, cap.image_size)
-    else:
-        from torchvision.transforms import functional as TF
-        xs, ys = [], []
-        for i in idx:
-            item = ds.dataset[int(i)]
-            img, label = item if isinstance(item, tuple) else (item, -1)
-            img = TF.center_crop(TF.resize(img.convert("RGB"), cap.resize or cap.image_size), cap.image_size)
-            xs.append(np.asarray(img, dtype=np.uint8))
-            ys.append(int(label))
-        x, y = np.stack(xs), np.asarray(ys, dtype=np.int64)
+    from capacity.pipeline import evaluation_images
+    x, y, desc = evaluation_images(cfg.capacity, ctx, cfg.n_eval)
     # contiguous NCHW: torchattacks' FAB and Square .view() their inputs (a permuted RGB batch fails)
     xt = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous().float() / 255.0
-    return xt, torch.from_numpy(np.asarray(y, dtype=np.int64)), ds.describe()
+    return xt, torch.from_numpy(y), desc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,15 +59,34 @@ def _batches(n, bs):
     return [slice(i, min(i + bs, n)) for i in range(0, n, bs)]
 
 
+def attack_names(cfg) -> list:
+    from adversarial.config import attack_items
+    return [name for name, _ in attack_items(cfg.attacks)]
+
+
+def attack_label(cfg, name: str) -> str:
+    return getattr(cfg.attacks, name).label
+
+
 def attack_run(state: State, attacked: str, evaluated: list) -> dict:
-    """FGSM, BIM and C&W computed on model ``attacked`` (Eq 6.2-6.4), every adversarial image
-    evaluated on each model of ``evaluated``. Cached in a work folder. Returns
+    """Every attack of ``cfg.attacks`` computed on model ``attacked``, every adversarial image evaluated
+    on each model of ``evaluated``. One cached work folder per (attack, attacked model), keyed by that
+    attack's settings (a new or changed attack computes only itself). Returns
     {attack: {eval name: {"correct": (k, n), "ratio": (k, n), "clean": (n,)}}} (numpy)."""
-    import torch
+    from adversarial.config import attack_items
+    return {name: _one_attack(state, attacked, evaluated, name, settings)
+            for name, settings in attack_items(state.cfg.attacks)}
+
+
+def _one_attack(state: State, attacked: str, evaluated: list, name: str, settings) -> dict:
     from adversarial import attacks as A
+    from common.progress import progress
     cfg, ctx = state.cfg, state.ctx
-    wd = ctx.work_dir(f"adversarial-attack-{slug(attacked)}",
-                      {"adversarial": cfg, "attacked": attacked, "evaluated": list(evaluated)},
+    fn = A.attack_fn(settings)            # an unknown function name fails before any work
+    wd = ctx.work_dir(f"adversarial-attack-{name}-{slug(attacked)}",
+                      {"attack": settings, "capacity": cfg.capacity, "roles": [cfg.role_R, cfg.role_I],
+                       "n_eval": cfg.n_eval, "ae_backend": cfg.ae_backend, "fold_bn": cfg.fold_bn,
+                       "attacked": attacked, "evaluated": list(evaluated)},
                       depends_on=state.model_dirs, datasets=[state.data_desc])
     f = wd / "attacks.npz"
     if f.exists():
@@ -107,40 +96,26 @@ def attack_run(state: State, attacked: str, evaluated: list) -> dict:
         model = state.ensemble.models[attacked]
         evals = {e: state.ensemble.models[e] for e in evaluated}
         x, y = state.x, state.y
-        n = len(y)
-        flat = {}
-        for e, m in evals.items():
-            flat[f"clean|{e}"] = (A.predict(m, x) == y).cpu().numpy()
-        budgets = {"fgsm": cfg.fgsm_eps, "bim": cfg.bim_eps, "cw": cfg.cw_eps}
-        for atk in ATTACKS:
-            k = len(budgets[atk])
-            ratio = np.zeros((k, n), np.float32)
-            correct = {e: np.zeros((k, n), bool) for e in evals}
-            from common.progress import progress
-            for sl in progress(_batches(n, cfg.batch_size), desc=f"{LABEL[atk]} on {attacked}", enabled=cfg.progress,
-                               leave=False):
-                xb, yb = x[sl], y[sl]
-                if atk == "fgsm":
-                    advs = A.fgsm(model, xb, yb, cfg.fgsm_eps)
-                elif atk == "bim":
-                    advs = [A.bim(model, xb, yb, e, cfg.bim_steps) for e in cfg.bim_eps]
-                else:
-                    delta = A.cw_delta(model, xb, yb, cfg.cw_steps, cfg.cw_lr, cfg.cw_c, cfg.cw_kappa, cfg.cw_box)
-                    advs = A.cw_scaled(xb, delta, cfg.cw_eps)
-                for j, adv in enumerate(advs):
-                    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
-                    ratio[j, sl] = A.normalised_l2_ratios(xb, adv).cpu().numpy()
-                    for e, m in evals.items():
-                        correct[e][j, sl] = (A.predict(m, adv) == yb).cpu().numpy()
-            flat[f"{atk}|ratio"] = ratio
-            for e in evals:
-                flat[f"{atk}|{e}"] = correct[e]
+        n, k = len(y), len(settings.eps)
+        flat = {f"clean|{e}": (A.predict(m, x) == y).cpu().numpy() for e, m in evals.items()}
+        ratio = np.zeros((k, n), np.float32)
+        correct = {e: np.zeros((k, n), bool) for e in evals}
+        for sl in progress(_batches(n, cfg.batch_size), desc=f"{settings.label} on {attacked}", enabled=cfg.progress,
+                           leave=False):
+            xb, yb = x[sl], y[sl]
+            advs = fn.fn(model, xb, yb, settings)
+            assert len(advs) == k, f"attack '{name}' returned {len(advs)} batches for {k} budgets"
+            for j, adv in enumerate(advs):
+                assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
+                ratio[j, sl] = A.normalised_l2_ratios(xb, adv).cpu().numpy()
+                for e, m in evals.items():
+                    correct[e][j, sl] = (A.predict(m, adv) == yb).cpu().numpy()
+        flat["ratio"] = ratio
+        for e in evals:
+            flat[f"correct|{e}"] = correct[e]
         tmp = wd / "attacks.tmp.npz"
         np.savez(tmp, **flat)
         tmp.replace(f)
-        (wd / "done.json").write_text(json.dumps({"attacked": attacked, "evaluated": list(evaluated)}))
-    out = {}
-    for atk in ATTACKS:
-        out[atk] = {e: {"correct": flat[f"{atk}|{e}"], "ratio": flat[f"{atk}|ratio"], "clean": flat[f"clean|{e}"]}
-                    for e in evaluated}
-    return out
+        (wd / "done.json").write_text(json.dumps({"attack": name, "attacked": attacked, "evaluated": list(evaluated)}))
+    return {e: {"correct": flat[f"correct|{e}"], "ratio": flat["ratio"], "clean": flat[f"clean|{e}"]}
+            for e in evaluated}

@@ -99,6 +99,17 @@ def load_sources(cfg, ctx) -> dict:
     return {"train": train, "pretrain": pre, "eval": ev, "nmi": nmi, "is_eval": is_eval, "datasets": described}
 
 
+def evaluation_images(cfg, ctx, n: int, seed: int = 12345):
+    """``n`` images of the evaluation split prepared as capacity's stages see them (digits zero-padded
+    to image_size; folders: short side resized, centre crop), a fixed random subset
+    (``fixed_subset(len, n, seed)``, the same for every training seed): (uint8 NHWC, int64 labels,
+    the dataset's description). Public: adversarial/ attacks exactly these inputs."""
+    ds = ctx.load_dataset(cfg.dataset, cfg.eval_split)
+    src = _source(ds, cfg)
+    x, y = next(iter(src.batches([fixed_subset(len(src), n, seed)])))
+    return x, np.asarray(y, dtype=np.int64), ds.describe()
+
+
 def _reads(sources, *roles) -> list:
     """Descriptions of the datasets behind ``roles`` (each once, in order): a stage's ``datasets=``."""
     out = []

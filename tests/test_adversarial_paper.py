@@ -1,7 +1,7 @@
 """The paper preset's code path (torchvision ResNet50 / Inception-v3 with random weights, ImageNet
 folder layout, a pre-training image folder) on a tiny synthetic fixture: every attack of Fig 6.3
-through the whole ensemble, Tab 6.1, and the adaptive-attack table (AutoAttack standard and PGD
-with restarts through the whole ensemble, at the paper preset's L_inf 4/255 only), with tiny budgets."""
+through the whole ensemble, Tab 6.1, and the adaptive curve (every budget, L_inf and L2, AutoAttack
+at every budget as the paper preset runs it), with tiny iteration counts."""
 import pytest
 
 pytest.importorskip("jax")
@@ -25,8 +25,9 @@ def test_paper_preset_code_path_on_tiny_folder(tmp_path):
     if hasattr(CapacityConfig(), "sweep_widths"):    # capacity's bottleneck sweep must match the tiny SegNet
         cap["sweep_widths"] = ((4, 4),)
     overrides = {f"capacity.{k}": v for k, v in cap.items()}
-    overrides.update({"n_eval": 4, "batch_size": 4, "fgsm_eps": (4.0, 16.0), "bim_eps": (4.0,), "bim_steps": 2,
-                      "cw_eps": (1.0, 4.0), "cw_steps": 2, "n_ssim": 3, "ssim_win": 7, "n_boot": 50, "n_grid": 4,
+    overrides.update({"n_eval": 4, "batch_size": 4, "attacks.fgsm.eps": (4.0, 16.0), "attacks.bim.eps": (4.0,), "attacks.bim.steps": 2,
+                      "attacks.cw.eps": (1.0, 4.0), "attacks.cw.steps": 2, "attacks.cw_clip.eps": (1.0,),
+                      "attacks.cw_clip.steps": 2, "n_ssim": 3, "ssim_win": 7, "n_boot": 50, "n_grid": 4,
                       "progress": False})
     out = tmp_path / "out"
     rec = run_experiment("adversarial.fig6_3", "paper", out_root=out, data_root=str(root), overrides=overrides)
@@ -44,13 +45,16 @@ def test_paper_preset_code_path_on_tiny_folder(tmp_path):
     assert any(s != "SKIP" for s in statuses.values())     # the paper-only Inception claim is judged here
     r61 = run_experiment("adversarial.tab6_1", "paper", out_root=out, data_root=str(root), overrides=overrides)
     assert -1.0 <= r61["metrics"]["ssim_fR__AS"] <= 1.0
-    overrides.update({"n_adaptive": 2, "autoattack_steps": 2, "autoattack_queries": 4, "pgd_steps": 2, "pgd_restarts": 2})
+    overrides.update({"n_adaptive": 2, "adaptive_steps": 2, "square_queries": 4, "check_square_queries": 4,
+                      "pgd_steps": 2, "pgd_restarts": 2, "adaptive_restarts": 1})
     ra = run_experiment("adversarial.adaptive", "paper", out_root=out, data_root=str(root), overrides=overrides)
-    assert ra["provenance"]["config"]["adaptive_linf"] == pytest.approx(4 / 255)
+    assert ra["provenance"]["config"]["autoattack_budgets"] == "all"
     ma = ra["metrics"]
-    assert not any(k.startswith(("aa_L2", "pgd_L2")) for k in ma)          # ImageNet: L_inf only
-    for tag in ("fR", "fI", "fR_AR", "fI_AI"):
-        for key in (f"aa_Linf_{tag}", f"pgd_Linf_{tag}"):
-            assert 0.0 <= ma[key + "_lo"] <= ma[key] <= min(ma[key + "_hi"], ma[f"clean_{tag}"])
+    for tag in ("fR", "fI", "fR_AR", "fI_AI", "fR_AS", "fI_AS"):
+        for norm in ("Linf", "L2"):
+            # budgets {4, 8, 16}: FGSM's 4 and 16, BIM's 2 x 4; every attack at every one at the paper preset
+            for k in (1, 2, 3):
+                for atk in ("apgd_ce", "autoattack", "pgd", "worst"):
+                    assert 0.0 <= ma[f"ad_{norm}_{atk}_{tag}_{k}"] <= ma[f"ad_clean_{tag}"] + 1e-9
     stages = [st["stage"] for st in ra["provenance"]["stages"]["0"]]
-    assert sum(st.startswith("adversarial-adaptive-") for st in stages) == 4
+    assert sum(st.startswith("adversarial-adaptive-") for st in stages) == 6

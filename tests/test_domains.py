@@ -65,9 +65,9 @@ def test_undeclared_fields_finds_numbers_strings_and_tuples_without_a_domain_nes
 BAD = [
     ("auxiliary.tab7_3", ["--set", "lambdas=[-1,-1,-1,-1]"],
      "config key 'lambdas' item 0 = -1 is invalid: must be a finite number >= 0"),
-    ("adversarial.fig6_3", ["--set", "fgsm_eps=[1e400]"], "config key 'fgsm_eps' item 0 = inf is invalid"),
-    ("adversarial.fig6_3", ["--set", 'fgsm_eps=[1,"x"]'],
-     "config key 'fgsm_eps' item 1 = 'x' is invalid: must be a finite number > 0"),
+    ("adversarial.fig6_3", ["--set", "attacks.fgsm.eps=[1e400]"], "config key 'attacks.fgsm.eps' item 0 = inf is invalid"),
+    ("adversarial.fig6_3", ["--set", 'attacks.fgsm.eps=[1,"x"]'],
+     "config key 'attacks.fgsm.eps' item 1 = 'x' is invalid: must be a finite number > 0"),
     ("auxiliary.tab7_3", ["--set", 'three_groups=["a","b","c"]'],
      "config key 'three_groups' item 0 = 'a' is invalid: must be an integer >= 2"),
     ("attribution.figure_extremal_areas", ["--set", 'ep_areas=["x"]'],
