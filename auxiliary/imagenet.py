@@ -78,7 +78,7 @@ def _topk(logits: torch.Tensor, y: torch.Tensor, k: int) -> np.ndarray:
 
 
 def table_7_4(cfg, ctx) -> dict:
-    from auxiliary.tables import branch_spec, diff_ci
+    from auxiliary.pipeline import branch_spec, diff_ci
     if cfg.dataset != "imagenet":
         ctx.note("Tab 7.4 is ImageNet-scale (ResNet50, 1.28 M images): it runs at the paper preset only, "
                  "`python -m common.run auxiliary.tab7_4 --preset paper --data-root <root>` (torchrun for "

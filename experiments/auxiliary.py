@@ -86,7 +86,7 @@ def _counts_match(m, names, printed, digits=None):
 
 
 def _capacity_counts(m, cfg):
-    from auxiliary.tables import TAB_7_2_PRINTED
+    from auxiliary.params import TAB_7_2_PRINTED
     ok1, d1 = _counts_match(m, _CAPACITY_COUNTS, TAB_7_2_PRINTED)
     ok2, d2 = _counts_match(m, tuple(_BACKBONE_COUNTS), _BACKBONE_COUNTS)
     if ok1 is None or ok2 is None:
@@ -95,7 +95,7 @@ def _capacity_counts(m, cfg):
 
 
 def _ssal_counts(m, cfg):
-    from auxiliary.tables import TAB_7_2_PRINTED
+    from auxiliary.params import TAB_7_2_PRINTED
     return _counts_match(m, _SSAL_COUNTS, TAB_7_2_PRINTED)
 
 
@@ -285,7 +285,7 @@ _reg("tab7_4", "auxiliary.imagenet:table_7_4", "ImageNet: ResNet50 with three SS
                                  SKIP=iv("top1_jp_minus_gc", *_NAN3)))))
 _reg("saliency_benchmark", "saliency_benchmark", "SSAL heads' CAMs beside Grad-CAM, Grad-CAM++, Saliency, IG",
      f"{S}, Fig 7.5 / A.8 (scored; beyond the thesis)")
-_reg("params", "parameter_counts", "Parameter counts of Tab 7.1-7.3, computed", f"{S}, Tab 7.1-7.3",
+_reg("params", "auxiliary.params:parameter_counts", "Parameter counts of Tab 7.1-7.3, computed", f"{S}, Tab 7.1-7.3",
      reported=REPORTED_PARAMS, reported_on="the thesis' printed counts", claims=(
          Claim("counted as Keras counts, Tab 7.2's capacity-matched baselines are 25.3 / 13.3 / 19.0 M and the "
                "backbones of Tab 7.1 / 7.3 11.23 / 36.56 / 11.1 / 26.1 M, as printed", _capacity_counts,

@@ -207,7 +207,7 @@ def test_backbone_counts_match_published():
 
 
 def test_keras_count_reproduces_printed_counts_where_pytorch_count_does_not():
-    from auxiliary.tables import TAB_7_2_PRINTED, tab_7_2_counts
+    from auxiliary.params import TAB_7_2_PRINTED, tab_7_2_counts
     keras, torch_ = tab_7_2_counts(), tab_7_2_counts(keras=False)
     for name in ("WideResNet18", "DeepResNet18", "DWRResNet18"):      # Tab 7.2, 3 x 3 kernels, 200 classes
         assert round(keras[name] / 1e6, 1) == TAB_7_2_PRINTED[name], (name, keras[name])
@@ -228,7 +228,7 @@ def test_keras_count_reproduces_printed_counts_where_pytorch_count_does_not():
                    "LinearComb 12.51 (12.8); see auxiliary/README.md, Decisions")
 @pytest.mark.parametrize("name", ["SSAL x1", "CatFCNoSSAL", "SSAL x3", "GapCatNoSSAL", "LinearComb"])
 def test_tab_7_2_ssal_counts(name):
-    from auxiliary.tables import TAB_7_2_PRINTED, tab_7_2_counts
+    from auxiliary.params import TAB_7_2_PRINTED, tab_7_2_counts
     assert round(tab_7_2_counts()[name] / 1e6, 1) == TAB_7_2_PRINTED[name]
 
 
