@@ -283,6 +283,7 @@ def test_smoke_run(tmp_path):
     for col in ("ours", "tr", "jp", "lc"):
         assert 0 <= m[f"resnet_mini_{col}"] <= 100
     assert m["resnet_mini_params_ssal"] > m["resnet_mini_params_org"]
+    assert m["resnet_mini_jp_minus_lc"] == pytest.approx(m["resnet_mini_jp"] - m["resnet_mini_lc"])
     stages = {s["stage"] for s in rec["provenance"]["stages"]["0"]}
     assert {"aux-resnet_mini-base", "aux-resnet_mini-ssal3-g1-g2-g3", "aux-lc"} <= stages
     # the saliency benchmark scores the same three-branch model (loaded, not retrained)
@@ -328,6 +329,9 @@ def test_tab_7_1_smoke_evaluates_every_eta(tmp_path):
     for key in ("acc_0br", "acc_1br_eta1", "acc_2br_eta1", "acc_2br_eta0.4", "acc_3br_eta0.3"):
         assert 0 <= m[key] <= 100, key
     assert m["params_0br"] < m["params_1br"] < m["params_2br"] < m["params_3br"]
+    # eta < 1 against eta = 1 on the same three-branch model, paired (the claim's key)
+    assert m["3br_eta0.3_minus_eta1_lo"] <= m["3br_eta0.3_minus_eta1"] <= m["3br_eta0.3_minus_eta1_hi"]
+    assert m["3br_eta0.3_minus_eta1"] == pytest.approx(m["acc_3br_eta0.3"] - m["acc_3br_eta1"])
 
 
 def test_fig7_4_every_point_and_fig_a6_shares_its_models_and_curves(tmp_path):
