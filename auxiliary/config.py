@@ -54,6 +54,10 @@ class SSALConfig:
     # Eq 7.4 loss weights (lambda_f, lambda_1, ...) of the three-branch model; () = all 1
     lambdas: tuple = param((), items=item(float, ge=0))
     similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
+    # the grouping's confusion matrix: hard argmax counts (the thesis') or summed softmax mass (enough
+    # evidence on a small held-out part: every image adds its doubt, not only its errors)
+    confusion: str = param("soft", choices=("hard", "soft"))
+    n_null_matrices: int = param(20, ge=5, identity=False)   # structureless matrix pairs, the grouping claim's reference
     seeding: str = param("thesis", choices=("thesis", "farthest"))
     tab7_2_rows: tuple = param(("ResNet", "WideResNet", "DeepResNet", "GapCatNoSSAL", "LinearComb", "SSAL x1",
                                 "SSAL x3"), items=item(str, choices=TAB_7_2_ROWS), min_length=1)
@@ -108,13 +112,14 @@ _TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "t
                 "train.momentum": 0.9, "train.weight_decay": 5e-4, "train.schedule": "onecycle",
                 "train.warmup_frac": 0.4, "train.ckpt_every": 500, "train.log_every": 50}
 PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
+         "confusion": "hard",
          "branch_strides": (), "eta": 0.4,
          "branch_layout": "thesis", "eval_batch_size": 500,
          "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
          **_TRAIN_PAPER}
 SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
          "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
-         "n_random_partitions": 20, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
+         "n_random_partitions": 20, "n_null_matrices": 5, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
          "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
 PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
 

@@ -199,11 +199,21 @@ def train_baseline(cfg, ctx, data: Data, arch: str, capacity: str = "") -> nn.Mo
                   {"arch": arch, "capacity": capacity, "mini_widths": list(cfg.mini_widths)})
 
 
+def confusion(cfg, model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, kind: str | None = None) -> np.ndarray:
+    """The confusion matrix of ``model`` on (x, y): ``"hard"`` counts argmax errors (the thesis'),
+    ``"soft"`` sums the predicted probabilities (``grouping.soft_confusion``); ``kind`` defaults to
+    ``cfg.confusion``."""
+    logits = S.predict_heads(model, x, cfg.eval_batch_size)[0].float()
+    if (kind or cfg.confusion) == "soft":
+        return GR.soft_confusion(y.numpy(), torch.softmax(logits, 1).numpy(), k)
+    return GR.confusion_matrix(y.numpy(), logits.argmax(1).numpy(), k)
+
+
 def groupings(cfg, ctx, data: Data, arch: str, group_counts: Sequence[int]) -> tuple[np.ndarray, dict]:
-    """Confusion matrix of the plain baseline on the held-out part of train, and gamma for every G."""
+    """Confusion matrix (``cfg.confusion``: hard counts or summed softmax mass) of the plain baseline
+    on the held-out part of train, and gamma for every G."""
     base = train_baseline(cfg, ctx, data, arch)
-    pred = S.predict_heads(base, data.x_hold, cfg.eval_batch_size)[0].argmax(1).numpy()
-    c = GR.confusion_matrix(data.y_hold.numpy(), pred, data.k)
+    c = confusion(cfg, base, data.x_hold, data.y_hold, data.k)
     gammas = {g: GR.group_labels(c, g, seed=ctx.seed, seeding=cfg.seeding, similar=cfg.similar)
               for g in sorted(set(group_counts))}
     return c, gammas

@@ -17,20 +17,24 @@ TINY_VAL = "TinyImageNet val (10,000 images), 3 repeats"
 
 # --- claim checks ------------------------------------------------------------------------------
 def _grouping_beats_random(m, cfg):
+    """Out of sample: the thesis' groups from the held-out confusion, scored on the test split's, above
+    the 97.5 % quantile of random balanced partitions and of the same rule on structureless matrices
+    with the same error count (in sample the greedy rule beats random on pure noise too)."""
     counts = sorted(set((*cfg.fig7_3_groups, *cfg.three_groups)))
     parts, ok = [], True
     for g in counts:
-        key = f"real_G{g}_thesis"
+        key = f"oos_G{g}_thesis"
         if key not in m:      # G above half the labels: not run
             continue
-        if math.isnan(m[key]) or math.isnan(m[f"real_G{g}_random_q975"]):
+        ref = max(m[f"oos_G{g}_random_q975"], m[f"oos_G{g}_null_q975"])
+        if math.isnan(m[key]) or math.isnan(ref):
             return None, f"G={g}: no off-diagonal confusion (a share of 0 / 0)"
-        hit = m[key] > m[f"real_G{g}_random_q975"]
-        ok = ok and hit
-        parts.append(f"G={g}: {m[key]:.3f} vs random 97.5 % {m[f'real_G{g}_random_q975']:.3f}")
+        ok = ok and m[key] > ref
+        parts.append(f"G={g}: {m[key]:.3f} vs {ref:.3f}")
     if not parts:
         return None, f"no group count of {counts} was run"
-    return ok, "within-group confusion share, thesis grouping on the real matrix: " + "; ".join(parts)
+    return ok, ("within-group share on the test split's confusion of groups made on the held-out part, against the "
+                "97.5 % quantile of random partitions and of structureless matrices: " + "; ".join(parts))
 
 
 def _per_arch_at_least(pair, what):
@@ -190,9 +194,12 @@ REPORTED_PARAMS.update({"resnet18_0br_M": 11.23, "resnet18_1br_M": 11.92, "resne
 NAN = float("nan")
 _NAN3 = (NAN, NAN, NAN)
 # within-group share of the real confusion, thesis grouping vs the 97.5 % quantile of random partitions
-_SHARES = {2: (1.00, 0.62), 4: (0.93, 0.33), 10: (0.82, 0.16), 20: (0.65, 0.10), 33: (0.52, 0.07), 50: (0.41, 0.05)}
-_GROUPING = {k: v for g, (thesis, q975) in _SHARES.items()
-             for k, v in ((f"real_G{g}_thesis", thesis), (f"real_G{g}_random_q975", q975))}
+# out of sample: (thesis grouping scored on the test confusion, random 97.5 %, structureless 97.5 %)
+_SHARES = {2: (0.81, 0.56, 0.55), 4: (0.62, 0.30, 0.31), 10: (0.45, 0.12, 0.13), 20: (0.33, 0.06, 0.07),
+           33: (0.24, 0.04, 0.05), 50: (0.16, 0.02, 0.03)}
+_GROUPING = {k: v for g, (thesis, q975, null) in _SHARES.items()
+             for k, v in ((f"oos_G{g}_thesis", thesis), (f"oos_G{g}_random_q975", q975),
+                          (f"oos_G{g}_null_q975", null))}
 _COUNTS_AS_PRINTED = {"tab7_2_WideResNet18_M": 25.30, "tab7_2_DeepResNet18_M": 13.34, "tab7_2_DWRResNet18_M": 18.96,
                       "resnet18_0br_M": 11.23, "wrn28-10_0br_M": 36.56, "se-wrn16-8_0br_M": 11.11,
                       "densenet190-40_0br_M": 26.10}
@@ -208,9 +215,10 @@ def _reg(name, target, title, source, presets=None, reported=None, claims=(), re
 
 _reg("grouping", "grouping_study", "Grouping: within-group confusion share (thesis, farthest-point, random)",
      f"{S}, 7.2.1 (Eq 7.1-7.3) + note", claims=(
-         Claim("the grouping puts confused labels together (share above 97.5 % of random balanced partitions)",
+         Claim("the grouping puts confused labels together, out of sample (share on the test split's confusion "
+               "above 97.5 % of random partitions and of structureless matrices)",
                _grouping_beats_random, source="000 L1633-1649",
-               fixtures=Fixtures(PASS=_GROUPING, FAIL={"real_G50_thesis": 0.04},   # G = 50: no better than random
+               fixtures=Fixtures(PASS=_GROUPING, FAIL={"oos_G50_thesis": 0.03},   # G = 50: at the structureless level
                                  SKIP={k: ABSENT for k in _GROUPING})),))            # no group count run
 _reg("fig7_3", "figure_7_3", "Number of groups: one branch before the first residual block", f"{S}, Fig 7.3", claims=(
     Claim("an SSAL ensemble (JP) beats the plain baseline", _jp_beats_baseline(max), presets=("default", "paper"),

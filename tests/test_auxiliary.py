@@ -99,6 +99,42 @@ def test_farthest_point_seeding_keeps_a_block_together_where_thesis_splits_it():
     assert len(set(thesis[:3].tolist())) == 2          # block A split by the thesis' seeding
 
 
+def test_soft_confusion_sums_predicted_probabilities():
+    y = np.array([0, 0, 1, 2])
+    p = np.array([[0.7, 0.2, 0.1], [0.5, 0.5, 0.0], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])
+    c = GR.soft_confusion(y, p, 3)
+    np.testing.assert_allclose(c, [[1.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])
+    assert c.sum() - np.trace(c) == pytest.approx(1.3)        # the expected number of errors: Eq 7.1's divisor
+    # one-hot probabilities give the hard confusion matrix
+    np.testing.assert_array_equal(GR.soft_confusion(y, np.eye(3)[[0, 1, 1, 2]], 3),
+                                  GR.confusion_matrix(y, np.array([0, 1, 1, 2]), 3))
+
+
+def test_grouping_claim_is_out_of_sample_fails_on_structureless_passes_on_planted():
+    """In sample the greedy rule beats random partitions on pure noise (the old claim passed on it); out
+    of sample, against random partitions and structureless matrices of the same error count, it does not."""
+    from experiments.auxiliary import _grouping_beats_random
+    from auxiliary.config import SSALConfig
+    cfg = SSALConfig(fig7_3_groups=(2, 20), three_groups=(20, 33, 50))
+    counts = [2, 20, 33, 50]
+
+    def metrics(a, b):
+        return {f"oos_G{g}_{k}": v for g, r in GR.out_of_sample_shares(a, b, counts, 0, 100, 20).items()
+                for k, v in r.items()}
+
+    fails = 0
+    for s in range(3):
+        a = GR.structureless_confusion(100, 70, 930, 10 + s)
+        b = GR.structureless_confusion(100, 140, 1860, 20 + s)
+        m = metrics(a, b)
+        assert all(m[f"oos_G{g}_in_sample"] > m[f"oos_G{g}_random_q975"] for g in counts)   # noise, in sample
+        fails += _grouping_beats_random(m, cfg)[0] is False
+    assert fails == 3
+    a, _ = GR.planted_block_confusion(100, 20, n_per_label=10, seed=1, blocks_seed=7)
+    b, _ = GR.planted_block_confusion(100, 20, n_per_label=20, seed=2, blocks_seed=7)
+    assert _grouping_beats_random(metrics(a, b), cfg)[0] is True
+
+
 def test_within_group_share_value():
     c = np.array([[0, 3, 1], [2, 0, 0], [0, 4, 0]], dtype=float)
     assert GR.within_group_share(c, np.array([0, 0, 1])) == pytest.approx(5 / 10)
