@@ -51,7 +51,9 @@ class SSALConfig:
     single_point: str = param("g2", kind="name")   # Tab 7.2's SSAL x1: "after the first residual block"
     eta: float = param(0.4, gt=0, le=1)   # Eq 7.5 exponent with more than one branch (Tab 7.1's best: 0.3 / 0.4)
     tab7_1_etas: tuple = param((1.0, 0.4, 0.3), items=item(float, gt=0, le=1), min_length=1)   # Tab 7.1's values
-    # Eq 7.4 loss weights (lambda_f, lambda_1, ...) of the three-branch model; () = all 1
+    # Eq 7.4 loss weights; () = all 1. (lambda_f, lambda_b): every branch of every model takes lambda_b;
+    # (lambda_f, lambda_1, ..., lambda_n): the n-branch model's, in order; a model with fewer branches
+    # takes lambda_f and, per branch, the lambda of the n-branch model's branch at the same point
     lambdas: tuple = param((), items=item(float, ge=0))
     similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
     # the grouping's confusion matrix: hard argmax counts (the thesis') or summed softmax mass (enough
@@ -87,8 +89,18 @@ class SSALConfig:
     def validate(self) -> None:
         if len(self.three_groups) != len(self.three_points):
             raise ConfigError(f"three_groups {self.three_groups} and three_points {self.three_points} differ in length")
-        if self.lambdas and len(self.lambdas) != len(self.three_groups) + 1:
-            raise ConfigError(f"lambdas {self.lambdas}: give lambda_f and one per branch ({len(self.three_groups) + 1})")
+        n = len(self.three_groups)
+        if self.lambdas and len(self.lambdas) not in (2, n + 1):
+            raise ConfigError(f"lambdas {self.lambdas}: give (lambda_f, lambda for every branch of every model) or "
+                              f"lambda_f and one per branch of the {n}-branch model ({n + 1} values)")
+        if self.lambdas and len(self.lambdas) == n + 1 and n != 1:
+            # models with fewer branches take the weight of the n-branch model's branch at the same point
+            needed = {self.fig7_3_point, self.single_point, "g2", "g3"}     # Fig 7.3, Tab 7.1 / 7.2, Fig A.6
+            missing = sorted(needed - set(self.three_points))
+            if missing:
+                raise ConfigError(f"lambdas {self.lambdas} weigh the branches at {self.three_points}; the one- and "
+                                  f"two-branch models have branches at {missing} too: give two values "
+                                  f"(lambda_f, lambda for every branch)")
         if self.branch_strides and len(self.branch_strides) != len(self.branch_convs):
             raise ConfigError(f"branch_strides {self.branch_strides} and branch_convs {self.branch_convs} differ in length")
         if len(self.imagenet_groups) != len(self.imagenet_points):

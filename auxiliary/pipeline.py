@@ -219,6 +219,27 @@ def groupings(cfg, ctx, data: Data, arch: str, group_counts: Sequence[int]) -> t
     return c, gammas
 
 
+def branch_lambdas(cfg, points: Sequence[str]) -> list[float] | None:
+    """Eq 7.4's weights (lambda_f, one per branch) of the SSAL model with branches at ``points``, from
+    ``cfg.lambdas`` (see the config). None: all 1. A model with fewer branches than ``three_points``
+    whose branch sits at a point the many-branch model lacks has no weight: ConfigError (experiments
+    ask for every model's weights before they train anything)."""
+    lam = [float(v) for v in cfg.lambdas]
+    if not lam:
+        return None
+    if len(lam) == 2:
+        return [lam[0]] + [lam[1]] * len(points)
+    if len(points) == len(lam) - 1:
+        return lam
+    missing = [p for p in points if p not in cfg.three_points]
+    if missing:
+        from common.config import ConfigError
+        raise ConfigError(f"lambdas {tuple(cfg.lambdas)} weigh the branches at {tuple(cfg.three_points)}; a model "
+                          f"with a branch at {missing} has no weight: give two values (lambda_f, lambda for every "
+                          f"branch)")
+    return [lam[0]] + [lam[1 + list(cfg.three_points).index(p)] for p in points]
+
+
 def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: Sequence[np.ndarray],
                combine: str = "ssal", epochs: int | None = None) -> nn.Module:
     groups = [int(g.max()) + 1 for g in gammas]
@@ -228,8 +249,9 @@ def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: S
             "branch": [dataclasses.asdict(s) for s in m.specs], "mini_widths": list(cfg.mini_widths)}
     step = None
     if combine == "ssal":
-        desc.update(gammas=[g.tolist() for g in gammas], lambdas=list(cfg.lambdas))
-        step = S.ssal_step(gammas, list(cfg.lambdas) or None)
+        lam = branch_lambdas(cfg, points)
+        desc.update(gammas=[g.tolist() for g in gammas], lambdas=lam or [])
+        step = S.ssal_step(gammas, lam)
     tag = "ssal" if combine == "ssal" else combine
     return _train(cfg, ctx, data, f"aux-{arch}-{tag}{len(points)}-{'-'.join(points)}", m, desc, step,
                   gammas=list(gammas) if combine == "ssal" else None, epochs=epochs)

@@ -10,7 +10,7 @@ import torch
 
 from auxiliary import grouping as GR
 from auxiliary import ssal as S
-from auxiliary.pipeline import (acc_with_ci, backbone, correct, diff_ci, groupings, linear_comb, load_data,
+from auxiliary.pipeline import (acc_with_ci, backbone, branch_lambdas, correct, diff_ci, groupings, linear_comb, load_data,
                                 ssal_outputs, train_baseline, train_ssal)
 from common.claims import bootstrap_ci
 from common.data import fixed_subset
@@ -129,6 +129,9 @@ def figure_7_4(cfg, ctx) -> dict:
     g = cfg.fig7_4_groups
     metrics, rows = {}, []
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for arch in cfg.fig7_4_archs:      # every model's loss weights exist, before anything trains
+        for p in backbone(arch, data.k, data.in_channels, cfg).points:
+            branch_lambdas(cfg, [p])
     for arch in cfg.fig7_4_archs:
         _, gammas = groupings(cfg, ctx, data, arch, [g])
         base = train_baseline(cfg, ctx, data, arch)

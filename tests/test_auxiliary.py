@@ -454,3 +454,30 @@ def test_tab_7_4_paper_code_path_on_tiny_imagenet_folder(tmp_path):
     # the default preset trains nothing and says so
     d = run_experiment("auxiliary.tab7_4", "smoke", out_root=tmp_path / "out", device="cpu")
     assert d["metrics"] == {} and any("paper preset only" in n for n in d["notes"])
+
+
+def test_lambdas_give_every_model_its_weights_or_are_refused_before_work():
+    from auxiliary.config import SSALConfig
+    from auxiliary.pipeline import branch_lambdas
+    from common.config import ConfigError, validate
+    cfg = validate(SSALConfig(lambdas=(1.0, 0.5, 0.25, 0.125)))
+    assert branch_lambdas(cfg, ["g1", "g2", "g3"]) == [1.0, 0.5, 0.25, 0.125]
+    assert branch_lambdas(cfg, ["g2"]) == [1.0, 0.25]                  # the three-branch model's g2 weight
+    assert branch_lambdas(cfg, ["g2", "g3"]) == [1.0, 0.25, 0.125]
+    with pytest.raises(ConfigError, match="g4"):                        # Fig 7.4's deepest point: no weight
+        branch_lambdas(cfg, ["g4"])
+    two = validate(SSALConfig(lambdas=(1.0, 0.3)))
+    assert branch_lambdas(two, ["g4"]) == [1.0, 0.3] and branch_lambdas(two, ["g1", "g2", "g3"]) == [1.0] + [0.3] * 3
+    assert branch_lambdas(SSALConfig(), ["g1"]) is None
+    with pytest.raises(ConfigError, match="lambda_f"):
+        validate(SSALConfig(lambdas=(1.0, 0.5, 0.5)))
+    with pytest.raises(ConfigError, match="two values"):               # Fig 7.3's g1 branch would have no weight
+        validate(SSALConfig(lambdas=(1.0, 0.5, 0.5, 0.5), three_points=("g2", "g3", "g4")))
+
+
+def test_one_branch_model_trains_with_three_branch_lambdas(tmp_path):
+    """--set lambdas=[...] of the three-branch model used to crash every one-branch model after the baseline."""
+    from common.experiment import run_experiment
+    rec = run_experiment("auxiliary.fig7_3", "smoke", out_root=tmp_path, device="cpu",
+                         overrides={"lambdas": (1.0, 0.5, 0.5, 0.5), "fig7_3_groups": (2,)})
+    assert 0 <= rec["metrics"]["acc_jp_G2"] <= 100
