@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from auxiliary import models as M
-from auxiliary.pipeline import build_model
+from auxiliary.pipeline import TAB_7_3_POINTS, build_model
 from common.trainer import count_params
 
 # --------------------------------------------------------------------------------------------------
@@ -35,9 +35,7 @@ PRINTED_OTHER = {("resnet18", 0): 11.23, ("resnet18", 1): 11.92, ("resnet18", 2)
                  ("resnet50", 1): 25.07, ("resnet50", 3): 28.89, ("wrn28-10", 0): 36.56, ("wrn28-10", 1): 38.19,
                  ("wrn28-10", 3): 43.25, ("se-wrn16-8", 0): 11.1, ("se-wrn16-8", 3): 14.9, ("densenet190-40", 0): 26.1,
                  ("densenet190-40", 3): 38.3}
-POINTS = {"resnet18": ("g2", "g3", "g4"), "resnet50": ("g2", "g3", "g4"), "wrn28-10": ("g2", "g5", "g6"),
-          "se-wrn16-8": ("g2", "g5", "g6"), "densenet190-40": ("g2", "g5", "g6"), "densenet-bc100-12": ("g2", "g5", "g6"),
-          "resnet50_imagenet": ("g2", "g3", "g4")}
+POINTS = {"resnet18": ("g2", "g3", "g4"), **TAB_7_3_POINTS}   # ResNet18 (Tab 7.1): one / two branches at g2, g3
 
 
 def _printed_digits(v: float) -> int:

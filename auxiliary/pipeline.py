@@ -138,6 +138,20 @@ def branch_spec(cfg, arch: str, point: str, n_groups: int) -> M.BranchSpec:
                                                        ("inception_width", cfg.inception_width), ("hidden", 0)))
 
 
+# Tab 7.3's branches per architecture as the appendix places them (Tab A.3-A.5: ResNet50 at g2-g4;
+# WRN, SE-WRN and DenseNet at g2, g5, g6); used with the thesis' branch layout (paper). Tab 7.1 and
+# Tab 7.2 place theirs at ``three_points`` (g1-g3, L1732-1736).
+TAB_7_3_POINTS = {"resnet50": ("g2", "g3", "g4"), "resnet50_imagenet": ("g2", "g3", "g4"),
+                  "wrn28-10": ("g2", "g5", "g6"), "se-wrn16-8": ("g2", "g5", "g6"),
+                  "densenet190-40": ("g2", "g5", "g6"), "densenet-bc100-12": ("g2", "g5", "g6")}
+
+
+def tab_7_3_points(cfg, arch: str) -> tuple:
+    if cfg.branch_layout == "thesis" and arch in TAB_7_3_POINTS and len(cfg.three_groups) == 3:
+        return TAB_7_3_POINTS[arch]
+    return tuple(cfg.three_points)
+
+
 def build_model(cfg, arch: str, k: int, in_ch: int, points: Sequence[str] = (), groups: Sequence[int] = (),
                 combine: str = "ssal", capacity: str = "") -> nn.Module:
     bb = backbone(arch, k, in_ch, cfg, capacity)

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from auxiliary import grouping as GR
+from auxiliary import models as M
 from auxiliary import ssal as S
 from auxiliary.pipeline import (acc_with_ci, backbone, branch_lambdas, correct, diff_ci, groupings, linear_comb, load_data,
-                                ssal_outputs, train_baseline, train_ssal)
+                                ssal_outputs, tab_7_3_points, train_baseline, train_ssal)
 from common.claims import bootstrap_ci
 from common.data import fixed_subset
 from common.trainer import count_params
@@ -243,7 +244,7 @@ def figure_a_6(cfg, ctx) -> dict:
 def _three(cfg, ctx, data, arch):
     _, gammas = groupings(cfg, ctx, data, arch, cfg.three_groups)
     gs = [gammas[g] for g in cfg.three_groups]
-    return train_ssal(cfg, ctx, data, arch, cfg.three_points, gs), gs
+    return train_ssal(cfg, ctx, data, arch, tab_7_3_points(cfg, arch), gs), gs
 
 
 def table_7_3(cfg, ctx) -> dict:
@@ -265,9 +266,12 @@ def table_7_3(cfg, ctx) -> dict:
             metrics.update({f"{a}_{name}": d, f"{a}_{name}_lo": lo, f"{a}_{name}_hi": hi})
         metrics[f"{a}_params_org"] = count_params(base) / 1e6
         metrics[f"{a}_params_ssal"] = count_params(model) / 1e6
+        metrics[f"{a}_params_org_keras_M"] = M.keras_param_count(base) / 1e6       # as auxiliary.params counts
+        metrics[f"{a}_params_ssal_keras_M"] = M.keras_param_count(model) / 1e6
         rows.append([a, metrics[f"{a}_ours"], metrics[f"{a}_tr"], metrics[f"{a}_jp"], metrics[f"{a}_lc"],
                      f"{metrics[f'{a}_params_org']:.3f}M", f"{metrics[f'{a}_params_ssal']:.3f}M"])
-    ctx.table(f"Tab 7.3 on {cfg.dataset}: groups {cfg.three_groups} at {cfg.three_points}, eta = {cfg.eta}",
+    pts = {a: "-".join(tab_7_3_points(cfg, a)) for a in cfg.archs}
+    ctx.table(f"Tab 7.3 on {cfg.dataset}: groups {cfg.three_groups} at {pts}, eta = {cfg.eta}",
               ["architecture", "ours %", "+TR %", "+JP %", "+LC %", "params org", "params SSAL"], rows)
     return metrics
 

@@ -481,3 +481,20 @@ def test_one_branch_model_trains_with_three_branch_lambdas(tmp_path):
     rec = run_experiment("auxiliary.fig7_3", "smoke", out_root=tmp_path, device="cpu",
                          overrides={"lambdas": (1.0, 0.5, 0.5, 0.5), "fig7_3_groups": (2,)})
     assert 0 <= rec["metrics"]["acc_jp_G2"] <= 100
+
+
+def test_tab_7_3_paper_model_is_the_one_params_counts(tmp_path):
+    """Tab 7.3 at the paper preset trains SE-WRN-16-8 with the appendix' branches at g2, g5, g6 (not
+    g1-g3), and the model it trains has the parameter count auxiliary.params prints for it."""
+    from common.experiment import run_experiment
+    _cifar100_fixture(tmp_path / "data", per_class=2)
+    rec = run_experiment("auxiliary.tab7_3", "paper", out_root=tmp_path / "out", data_root=str(tmp_path / "data"),
+                         device="cpu", overrides={"archs": ["se-wrn16-8"], "train.epochs": 1, "train.batch_size": 80,
+                                                  "max_test": 20, "downsample": 4, "holdout_frac": 0.5,
+                                                  "lc_train.epochs": 1, "n_boot": 100, "progress_bars": False})
+    stages = {s["stage"] for s in rec["provenance"]["stages"]["0"]}
+    assert "aux-se-wrn16-8-ssal3-g2-g5-g6" in stages
+    counts = run_experiment("auxiliary.params", "smoke", out_root=tmp_path / "out", device="cpu")["metrics"]
+    m = rec["metrics"]
+    assert m["se-wrn16-8_params_ssal_keras_M"] == pytest.approx(counts["se-wrn16-8_3br_M"], abs=1e-9)
+    assert m["se-wrn16-8_params_org_keras_M"] == pytest.approx(counts["se-wrn16-8_0br_M"], abs=1e-9)
