@@ -20,7 +20,9 @@ class SSALConfig:
     dataset: str = param("twodigit100", kind="dataset")
     train_split: str = param("train", kind="split")
     test_split: str = param("test", kind="split")   # CIFAR100's official test split is the thesis' "validation" (L521)
-    holdout_frac: float = param(0.2, gt=0, lt=1)   # part of train held out for the grouping's confusion matrix
+    # part of train held out for the grouping's confusion matrix and +LC (twodigit100 has its own: 20 % of
+    # the train digits held out before composing, auxiliary/data.py)
+    holdout_frac: float = param(0.2, gt=0, lt=1)
     downsample: int = param(2, ge=1)      # average-pool the images by this factor (28x56 -> 14x28 on 2 cores)
     max_train: int = param(0, ge=0)       # 0 = all (tests: a tiny fixture)
     max_test: int = param(0, ge=0)

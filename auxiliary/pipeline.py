@@ -38,6 +38,7 @@ class Data:
     y_test: torch.Tensor
     classes: list
     raw_test: np.ndarray       # uint8 images of the test split (figures)
+    test_clusters: np.ndarray | None = None   # (n_test, 2) digit images of each composite: bootstrap clusters
 
     @property
     def k(self) -> int:
@@ -61,7 +62,10 @@ def load_data(cfg, ctx) -> Data:
                                      if cfg.max_train < len(train) else np.arange(len(train))))
     if cfg.max_test and cfg.max_test < len(test):
         test = test.subset(np.arange(cfg.max_test))
-    fit_idx, hold_idx = train_val_split(len(train), cfg.holdout_frac, _HOLDOUT_SEED, labels=train.y)
+    if getattr(train, "hold", None) is not None:    # twodigit100: its held-out part is made of held-out digits
+        fit_idx, hold_idx = np.flatnonzero(~train.hold), np.flatnonzero(train.hold)
+    else:
+        fit_idx, hold_idx = train_val_split(len(train), cfg.holdout_frac, _HOLDOUT_SEED, labels=train.y)
     if len(hold_idx) == 0 or len(fit_idx) == 0:
         from common.config import ConfigError
         raise ConfigError(f"holdout_frac = {cfg.holdout_frac} of {len(train)} training images leaves "
@@ -71,7 +75,8 @@ def load_data(cfg, ctx) -> Data:
     x = (x - mean) / std
     xt = (_to_tensor(test.x, cfg.downsample) - mean) / std
     y, yt = torch.from_numpy(train.y), torch.from_numpy(test.y)
-    return Data(x[fit_idx], y[fit_idx], x[hold_idx], y[hold_idx], xt, yt, list(train.classes), test.x)
+    return Data(x[fit_idx], y[fit_idx], x[hold_idx], y[hold_idx], xt, yt, list(train.classes), test.x,
+                getattr(test, "digits", None))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,14 +293,37 @@ def correct(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return (logits.argmax(1) == y).numpy().astype(np.float64)
 
 
-def acc_with_ci(hits: np.ndarray, cfg, seed: int) -> tuple[float, float, float]:
-    lo, hi = bootstrap_ci(hits, cfg.n_boot, seed=seed)
+def cluster_bootstrap_ci(values: np.ndarray, clusters: np.ndarray | None, n_boot: int, seed: int = 0,
+                         alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` when items share their sources: ``clusters`` (n, c)
+    names the c source units of each item (twodigit100: its two digit images, reused across
+    composites). Every replicate resamples the source units with replacement and weights each item
+    by the product of its units' multiplicities (the pigeonhole bootstrap for crossed sources; an item
+    whose digit was not drawn drops out). Mildly conservative; the plain bootstrap over composites
+    treats 2000 composites of 978 digit images as 2000 independent draws. None: plain bootstrap."""
+    values = np.asarray(values, dtype=np.float64)
+    if clusters is None:
+        return bootstrap_ci(values, n_boot, seed=seed, alpha=alpha)
+    ids, inv = np.unique(np.asarray(clusters), return_inverse=True)
+    inv = inv.reshape(np.asarray(clusters).shape)
+    rng = np.random.default_rng(seed)
+    w_units = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_boot).astype(np.float64)
+    w = np.prod(w_units[:, inv], axis=2)                       # (n_boot, n): product over an item's units
+    tot = w.sum(1)
+    stats = (w @ values)[tot > 0] / tot[tot > 0]
+    return float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2))
+
+
+def acc_with_ci(hits: np.ndarray, cfg, seed: int, clusters: np.ndarray | None = None) -> tuple[float, float, float]:
+    lo, hi = cluster_bootstrap_ci(hits, clusters, cfg.n_boot, seed=seed)
     return 100 * hits.mean(), 100 * lo, 100 * hi
 
 
-def diff_ci(a: np.ndarray, b: np.ndarray, cfg, seed: int) -> tuple[float, float, float]:
-    """Paired difference a - b in accuracy points with its bootstrap interval over test items."""
-    lo, hi = bootstrap_ci(a - b, cfg.n_boot, seed=seed)
+def diff_ci(a: np.ndarray, b: np.ndarray, cfg, seed: int, clusters: np.ndarray | None = None
+            ) -> tuple[float, float, float]:
+    """Paired difference a - b in accuracy points with its bootstrap interval over test items (over
+    the digit images they are made of, when ``clusters`` is given)."""
+    lo, hi = cluster_bootstrap_ci(a - b, clusters, cfg.n_boot, seed=seed)
     return 100 * (a - b).mean(), 100 * lo, 100 * hi
 
 

@@ -11,9 +11,8 @@ import torch
 from auxiliary import grouping as GR
 from auxiliary import models as M
 from auxiliary import ssal as S
-from auxiliary.pipeline import (acc_with_ci, backbone, branch_lambdas, correct, diff_ci, groupings, linear_comb, load_data,
+from auxiliary.pipeline import (acc_with_ci, backbone, branch_lambdas, cluster_bootstrap_ci, correct, diff_ci, groupings, linear_comb, load_data,
                                 ssal_outputs, tab_7_3_points, train_baseline, train_ssal)
-from common.claims import bootstrap_ci
 from common.data import fixed_subset
 from common.trainer import count_params
 
@@ -93,8 +92,8 @@ def figure_7_3(cfg, ctx) -> dict:
         m = train_ssal(cfg, ctx, data, cfg.arch, [cfg.fig7_3_point], [gammas[g]])
         o = ssal_outputs(cfg, ctx, data, m, [gammas[g]])
         jp_hits[g] = o["jp"]
-        jp, lo, hi = acc_with_ci(o["jp"], cfg, ctx.seed)
-        d, dlo, dhi = diff_ci(o["jp"], base_hits, cfg, ctx.seed)
+        jp, lo, hi = acc_with_ci(o["jp"], cfg, ctx.seed, data.test_clusters)
+        d, dlo, dhi = diff_ci(o["jp"], base_hits, cfg, ctx.seed, data.test_clusters)
         metrics.update({f"acc_jp_G{g}": jp, f"acc_jp_G{g}_lo": lo, f"acc_jp_G{g}_hi": hi,
                         f"acc_branch_G{g}": 100 * o["branch1"].mean(), f"acc_tr_G{g}": 100 * o["tr"].mean(),
                         f"gain_G{g}": d, f"gain_G{g}_lo": dlo, f"gain_G{g}_hi": dhi})
@@ -102,7 +101,7 @@ def figure_7_3(cfg, ctx) -> dict:
                      f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]"])
     # each step in G, paired over test items: "accuracy does not fall as G grows" (the claim)
     for a, b in zip(cfg.fig7_3_groups, cfg.fig7_3_groups[1:]):
-        d, dlo, dhi = diff_ci(jp_hits[b], jp_hits[a], cfg, ctx.seed)
+        d, dlo, dhi = diff_ci(jp_hits[b], jp_hits[a], cfg, ctx.seed, data.test_clusters)
         metrics.update({f"jp_G{b}_minus_G{a}": d, f"jp_G{b}_minus_G{a}_lo": dlo, f"jp_G{b}_minus_G{a}_hi": dhi})
     ctx.table(f"Fig 7.3: one branch at {cfg.fig7_3_point}, {cfg.arch} on {cfg.dataset}",
               ["G", "SSAL (JP) %", "95 % CI", "f alone (TR) %", "branch alone (group acc) %", "JP - baseline"], rows)
@@ -143,9 +142,9 @@ def figure_7_4(cfg, ctx) -> dict:
         for p in points:
             m = train_ssal(cfg, ctx, data, arch, [p], [gammas[g]])
             o = outs[p] = ssal_outputs(cfg, ctx, data, m, [gammas[g]])
-            jp, lo, hi = acc_with_ci(o["jp"], cfg, ctx.seed)
-            br, blo, bhi = acc_with_ci(o["branch1"], cfg, ctx.seed)
-            d, dlo, dhi = diff_ci(o["jp"], base_hits, cfg, ctx.seed)
+            jp, lo, hi = acc_with_ci(o["jp"], cfg, ctx.seed, data.test_clusters)
+            br, blo, bhi = acc_with_ci(o["branch1"], cfg, ctx.seed, data.test_clusters)
+            d, dlo, dhi = diff_ci(o["jp"], base_hits, cfg, ctx.seed, data.test_clusters)
             metrics.update({f"{arch}_{p}_jp": jp, f"{arch}_{p}_jp_lo": lo, f"{arch}_{p}_jp_hi": hi,
                             f"{arch}_{p}_branch": br, f"{arch}_{p}_branch_lo": blo, f"{arch}_{p}_branch_hi": bhi,
                             f"{arch}_{p}_tr": 100 * o["tr"].mean(), f"{arch}_{p}_gain": d})
@@ -154,7 +153,7 @@ def figure_7_4(cfg, ctx) -> dict:
         # deepest minus shallowest point, paired over test items (the claim)
         first, last = points[0], points[-1]
         for col in ("jp", "branch1"):
-            d, lo, hi = diff_ci(outs[last][col], outs[first][col], cfg, ctx.seed)
+            d, lo, hi = diff_ci(outs[last][col], outs[first][col], cfg, ctx.seed, data.test_clusters)
             name = "jp" if col == "jp" else "branch"
             metrics.update({f"{arch}_{name}_deep_minus_shallow": d, f"{arch}_{name}_deep_minus_shallow_lo": lo,
                             f"{arch}_{name}_deep_minus_shallow_hi": hi})
@@ -196,13 +195,13 @@ def figure_a_6(cfg, ctx) -> dict:
     ssal_hits = ssal_outputs(cfg, ctx, data, ssal, gs)["jp"]
     metrics = {"baseline_acc": 100 * base_hits.mean(), "ssal_jp_acc": 100 * ssal_hits.mean(),
                "epochs": cfg.train.epochs}
-    d, lo, hi = diff_ci(ssal_hits, base_hits, cfg, ctx.seed)
+    d, lo, hi = diff_ci(ssal_hits, base_hits, cfg, ctx.seed, data.test_clusters)
     metrics.update({"ssal_minus_baseline": d, "ssal_minus_baseline_lo": lo, "ssal_minus_baseline_hi": hi})
     rows = [["baseline", cfg.train.epochs, metrics["baseline_acc"], f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"],
             ["SSAL x1 (JP)", cfg.train.epochs, metrics["ssal_jp_acc"], ""]]
     for ep, m in cat.items():
         h = correct(S.predict_heads(m, data.x_test, cfg.eval_batch_size)[0], y)
-        d, lo, hi = diff_ci(ssal_hits, h, cfg, ctx.seed)
+        d, lo, hi = diff_ci(ssal_hits, h, cfg, ctx.seed, data.test_clusters)
         metrics.update({f"catfc_{ep}ep_acc": 100 * h.mean(), f"ssal_minus_catfc_{ep}ep": d,
                         f"ssal_minus_catfc_{ep}ep_lo": lo, f"ssal_minus_catfc_{ep}ep_hi": hi})
         rows.append(["CatFCNoSSAL", ep, 100 * h.mean(), f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"])
@@ -262,7 +261,7 @@ def table_7_3(cfg, ctx) -> dict:
             metrics[f"{a}_{col}"] = 100 * o[col].mean()
         for name, x, y in (("tr_minus_ours", o["tr"], base_hits), ("jp_minus_tr", o["jp"], o["tr"]),
                            ("jp_minus_ours", o["jp"], base_hits), ("jp_minus_lc", o["jp"], o["lc"])):
-            d, lo, hi = diff_ci(x, y, cfg, ctx.seed)
+            d, lo, hi = diff_ci(x, y, cfg, ctx.seed, data.test_clusters)
             metrics.update({f"{a}_{name}": d, f"{a}_{name}_lo": lo, f"{a}_{name}_hi": hi})
         metrics[f"{a}_params_org"] = count_params(base) / 1e6
         metrics[f"{a}_params_ssal"] = count_params(model) / 1e6
@@ -318,16 +317,16 @@ def table_7_2(cfg, ctx) -> dict:
     ref = hits.get("ResNet")
     for row, h in hits.items():
         key = row.replace(" ", "_")
-        acc, lo, hi = acc_with_ci(h, cfg, ctx.seed)
+        acc, lo, hi = acc_with_ci(h, cfg, ctx.seed, data.test_clusters)
         metrics.update({f"{key}_acc": acc, f"{key}_acc_lo": lo, f"{key}_acc_hi": hi, f"{key}_params": params[row]})
         diff = ""
         if ref is not None:
-            d, dlo, dhi = diff_ci(h, ref, cfg, ctx.seed)
+            d, dlo, dhi = diff_ci(h, ref, cfg, ctx.seed, data.test_clusters)
             metrics.update({f"{key}_diff": d, f"{key}_diff_lo": dlo, f"{key}_diff_hi": dhi})
             diff = f"{d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]"
         rows.append([row, acc, f"[{lo:.1f}, {hi:.1f}]", diff, f"{params[row]:.4f}M"])
     def pair(key, a, b):
-        d, lo, hi = diff_ci(hits[a], hits[b], cfg, ctx.seed)
+        d, lo, hi = diff_ci(hits[a], hits[b], cfg, ctx.seed, data.test_clusters)
         metrics.update({key: d, f"{key}_lo": lo, f"{key}_hi": hi})
 
     # SSAL x1 / x3 against the best capacity-matched baseline, paired, for the claims ("all SSAL variants
@@ -420,7 +419,8 @@ def saliency_benchmark(cfg, ctx) -> dict:
     metrics = benchmark_metrics(scores, model_key=f"{cfg.dataset}-ssal")
     rows = []
     for name, r in scores.items():
-        lo, hi = bootstrap_ci(np.asarray(r["insertion_each"]), cfg.n_boot, seed=ctx.seed)
+        lo, hi = cluster_bootstrap_ci(np.asarray(r["insertion_each"]), None if data.test_clusters is None
+                                      else data.test_clusters[idx], cfg.n_boot, seed=ctx.seed)
         metrics.update({f"{name}_insertion": float(r["insertion"]), f"{name}_insertion_lo": float(lo),
                         f"{name}_insertion_hi": float(hi), f"{name}_deletion": float(r["deletion"]),
                         f"{name}_AD": float(r["AD"]), f"{name}_AI": float(r["AI"])})
@@ -474,7 +474,7 @@ def table_7_1(cfg, ctx) -> dict:
         by_eta = {}
         for eta in (cfg.tab7_1_etas if nb > 1 else (1.0,)):
             hits = by_eta[eta] = correct(S.joint_log_scores(heads[0], heads[1:], gs, eta), data.y_test)
-            d, lo, hi = diff_ci(hits, base_hits, cfg, ctx.seed)
+            d, lo, hi = diff_ci(hits, base_hits, cfg, ctx.seed, data.test_clusters)
             key = f"{nb}br_eta{eta:g}"
             metrics.update({f"acc_{key}": 100 * hits.mean(), f"gain_{key}": d, f"gain_{key}_lo": lo,
                             f"gain_{key}_hi": hi})
@@ -483,7 +483,7 @@ def table_7_1(cfg, ctx) -> dict:
         if 1.0 in by_eta:     # eta < 1 against eta = 1 on the same model (Tab 7.1's "higher regularization")
             for eta in by_eta:
                 if eta < 1.0:
-                    d, lo, hi = diff_ci(by_eta[eta], by_eta[1.0], cfg, ctx.seed)
+                    d, lo, hi = diff_ci(by_eta[eta], by_eta[1.0], cfg, ctx.seed, data.test_clusters)
                     key = f"{nb}br_eta{eta:g}_minus_eta1"
                     metrics.update({key: d, f"{key}_lo": lo, f"{key}_hi": hi})
     ctx.table(f"Tab 7.1: branches and eta ({arch} on {cfg.dataset})",

@@ -498,3 +498,24 @@ def test_tab_7_3_paper_model_is_the_one_params_counts(tmp_path):
     m = rec["metrics"]
     assert m["se-wrn16-8_params_ssal_keras_M"] == pytest.approx(counts["se-wrn16-8_3br_M"], abs=1e-9)
     assert m["se-wrn16-8_params_org_keras_M"] == pytest.approx(counts["se-wrn16-8_0br_M"], abs=1e-9)
+
+
+def test_twodigit100_held_out_part_from_unseen_digits_and_intervals_over_digit_images():
+    import auxiliary.data  # noqa: F401
+    from auxiliary.pipeline import cluster_bootstrap_ci
+    from common.claims import bootstrap_ci
+    from common.data import load_dataset
+    tr, te = load_dataset("twodigit100", "train"), load_dataset("twodigit100", "test")
+    assert tr.hold.sum() == 1000 and np.bincount(tr.y[tr.hold]).tolist() == [10] * 100
+    assert not set(tr.digits[tr.hold].ravel()) & set(tr.digits[~tr.hold].ravel())   # grouping / +LC see unseen digits
+    sub = tr.subset(np.arange(4990, 5000))
+    assert sub.hold.all() and sub.digits.shape == (10, 2)
+    # a composite is right when both its digits are easy: errors cluster on digit images reused across
+    # composites, and the interval over digit images is much wider than the one over composites
+    rng = np.random.default_rng(0)
+    easy = rng.random(len(load_dataset("mnist5k", "test").y)) < 0.95
+    hits = (easy[te.digits[:, 0]] & easy[te.digits[:, 1]]).astype(float)
+    lo, hi = cluster_bootstrap_ci(hits, te.digits, 500, seed=0)
+    plo, phi = bootstrap_ci(hits, 500, seed=0)
+    assert lo < hits.mean() < hi and (hi - lo) > 1.8 * (phi - plo)
+    assert cluster_bootstrap_ci(hits, None, 500, seed=0) == pytest.approx((plo, phi))
