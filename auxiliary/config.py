@@ -86,7 +86,7 @@ class SSALConfig:
         epochs=5, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
         weight_decay=0.0, ckpt_every=400, log_every=20))
     lc_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        epochs=40, batch_size=128, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
+        epochs=40, batch_size=128, lr=2e-3, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
 
     def validate(self) -> None:
         if len(self.three_groups) != len(self.three_points):

@@ -116,7 +116,8 @@ def table_7_4(cfg, ctx) -> dict:
     hold_heads, y_hold = predict_folder(ssal, hold_ds, cfg, workers)
     tc = ctx.train_config(cfg.lc_train)
     lin = S.train_linear_combination(hold_heads, y_hold, tc, ctx.work_dir("aux-imagenet-lc", cfg,
-                                                                       depends_on=[ssal.stage_dir]))
+                                                                       depends_on=[ssal.stage_dir]),
+                                     gammas=gs, eta=cfg.eta)
 
     (base_logits,), y = predict_folder(base, val_ds, cfg, workers)
     heads, _ = predict_folder(ssal, val_ds, cfg, workers)

@@ -276,14 +276,18 @@ def train_ssal(cfg, ctx, data: Data, arch: str, points: Sequence[str], gammas: S
                   gammas=list(gammas) if combine == "ssal" else None, epochs=epochs)
 
 
-def linear_comb(cfg, ctx, data: Data, model: nn.Module) -> nn.Module:
+def linear_comb(cfg, ctx, data: Data, model: nn.Module, gammas: Sequence[np.ndarray]) -> nn.Module:
     """+LC: the linear classifier over the concatenated outputs, trained afterwards on the held-out part
     of train (the fit split's outputs are those of memorised images: a layer trained on them learns to
-    trust overconfident heads; measured on seed 0 of the default: 79 % against 90 % for f alone)."""
+    trust overconfident heads; measured on seed 0 of the default: 79 % against 90 % for f alone),
+    starting at JP's weights and kept only where it beats them on a quarter of that part set aside."""
     heads = S.predict_heads(model, data.x_hold, cfg.eval_batch_size)
     tc = ctx.train_config(cfg.lc_train)
+    if not cfg.progress_bars:
+        tc = dataclasses.replace(tc, progress=False)
     work = ctx.work_dir("aux-lc", cfg, depends_on=[model.stage_dir])
-    return S.train_linear_combination(heads, data.y_hold, tc, work)
+    eta = cfg.eta if len(gammas) > 1 else 1.0
+    return S.train_linear_combination(heads, data.y_hold, tc, work, gammas=gammas, eta=eta)
 
 
 # --------------------------------------------------------------------------------------------------

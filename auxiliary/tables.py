@@ -254,7 +254,9 @@ def table_7_3(cfg, ctx) -> dict:
         base = train_baseline(cfg, ctx, data, arch)
         base_hits = correct(S.predict_heads(base, data.x_test, cfg.eval_batch_size)[0], data.y_test)
         model, gs = _three(cfg, ctx, data, arch)
-        o = ssal_outputs(cfg, ctx, data, model, gs, linear_comb(cfg, ctx, data, model))
+        lin = linear_comb(cfg, ctx, data, model, gs)
+        o = ssal_outputs(cfg, ctx, data, model, gs, lin)
+        metrics[f"{arch}_lc_kept_trained"] = float(lin.kept == "trained")
         a = arch
         metrics[f"{a}_ours"] = 100 * base_hits.mean()
         for col in ("tr", "jp", "lc"):
@@ -309,7 +311,7 @@ def table_7_2(cfg, ctx) -> dict:
             h = ssal_outputs(cfg, ctx, data, m, gs)["jp"]
         else:   # LinearComb: SSAL x1 with a linear layer over the concatenated outputs (printed 12.8 M vs 12.6 M)
             m = train_ssal(cfg, ctx, data, arch, [cfg.single_point], gs[:1])
-            h = ssal_outputs(cfg, ctx, data, m, gs[:1], linear_comb(cfg, ctx, data, m))["lc"]
+            h = ssal_outputs(cfg, ctx, data, m, gs[:1], linear_comb(cfg, ctx, data, m, gs[:1]))["lc"]
             params[row] = (count_params(m) + (data.k + cfg.three_groups[0]) * data.k + data.k) / 1e6
         hits[row] = h
         params.setdefault(row, count_params(m) / 1e6)

@@ -519,3 +519,19 @@ def test_twodigit100_held_out_part_from_unseen_digits_and_intervals_over_digit_i
     plo, phi = bootstrap_ci(hits, 500, seed=0)
     assert lo < hits.mean() < hi and (hi - lo) > 1.8 * (phi - plo)
     assert cluster_bootstrap_ci(hits, None, 500, seed=0) == pytest.approx((plo, phi))
+
+
+def test_lc_starts_at_jp_and_keeps_jp_unless_training_beats_it(tmp_path):
+    from common.config import TrainConfig
+    torch.manual_seed(0)
+    k, gs = 6, [np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 0, 1])]
+    y = torch.arange(k).repeat(40)
+    heads = (torch.randn(len(y), k) + 2 * F.one_hot(y, k), torch.randn(len(y), 3), torch.randn(len(y), 2))
+    w = S.jp_linear_weights(k, [3, 2], gs, eta=0.4)
+    feats = torch.cat([F.log_softmax(h, 1) for h in heads], 1)
+    torch.testing.assert_close(feats @ w.T, S.joint_log_scores(heads[0], heads[1:], gs, 0.4))
+    # a wild learning rate wrecks the layer: the set-aside quarter keeps JP's weights
+    wild = TrainConfig(epochs=3, batch_size=32, lr=50.0, optimizer="sgd", progress=False, ckpt_every=1000)
+    lin = S.train_linear_combination(heads, y, wild, tmp_path / "wild", gammas=gs, eta=0.4)
+    assert lin.kept == "jp"
+    torch.testing.assert_close(S.linear_combination_logits(lin, heads), S.joint_log_scores(heads[0], heads[1:], gs, 0.4))
