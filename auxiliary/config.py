@@ -136,6 +136,10 @@ SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_
          "n_random_partitions": 20, "n_null_matrices": 5, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
          "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
 PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
+# Tab 7.1's branch as the text describes it (L1732): two conv+BN+ReLU, an inception-like layer, GAP,
+# linear (not Fig 7.3's / Tab A.2's conv + FC branch); widths ours (192 channels, 96 per inception path:
+# the closest of a few to the printed 11.92 / 12.83 M, which give 11.96 / 12.82)
+TAB_7_1_BRANCH = {"branch_layout": "config", "branch_kind": "inception", "branch_convs": (192,), "inception_width": 96}
 
 IMAGENET_TRAIN = {"train.epochs": 90, "train.batch_size": 256, "train.lr": 0.1, "train.optimizer": "sgd",
                   "train.momentum": 0.9, "train.weight_decay": 1e-4, "train.schedule": "cosine",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from auxiliary import models as M
+from auxiliary.config import TAB_7_1_BRANCH
 from auxiliary.pipeline import TAB_7_3_POINTS, build_model
 from common.trainer import count_params
 
@@ -58,7 +59,9 @@ def parameter_counts(cfg, ctx) -> dict:
     groups = {1: (20,), 2: (20, 50), 3: (20, 33, 50)}
     for (arch, nb), printed in PRINTED_OTHER.items():
         pts = ("g2", "g3") if arch == "resnet18" else POINTS[arch]
-        m = build_model(thesis_cfg, arch, 100, 3, pts[:nb], groups.get(nb, ()))
+        # ResNet18 rows are Tab 7.1's: its own branch (two convs + an inception-like layer, L1732)
+        row_cfg = dataclasses.replace(cfg, **TAB_7_1_BRANCH) if arch == "resnet18" else thesis_cfg
+        m = build_model(row_cfg, arch, 100, 3, pts[:nb], groups.get(nb, ()))
         n, nt = M.keras_param_count(m), count_params(m)
         metrics[f"{arch}_{nb}br_M"], metrics[f"{arch}_{nb}br_torch_M"] = n / 1e6, nt / 1e6
         same = round(n / 1e6, _printed_digits(printed)) == printed

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from auxiliary.config import IMAGENET_TRAIN, PAPER, PRESETS, SMOKE, SSALConfig
+from auxiliary.config import IMAGENET_TRAIN, PAPER, PRESETS, SMOKE, TAB_7_1_BRANCH, SSALConfig
 from common.claims import ABSENT, Claim, Fixtures, interval_above, interval_metrics as iv
 from common.registry import Experiment, register
 
@@ -304,6 +304,7 @@ def _more_branches_with_low_eta(m, cfg):
 _REPORTED_71 = {"acc_0br": 75.67, "acc_1br_eta1": 76.62, "acc_2br_eta1": 78.23, "params_0br": 11.23,
                 "params_1br": 11.92, "params_2br": 12.83}
 _reg("tab7_1", "table_7_1", "Number of branches and eta", f"{S}, Tab 7.1", reported=_REPORTED_71,
+     presets={"smoke": SMOKE, "default": {}, "paper": {**PAPER, **TAB_7_1_BRANCH}},
      reported_on="CIFAR100 test, ResNet18 rows (ResNet50 / WRN rows: paper preset with --set arch=...)", claims=(
          Claim("more branches with a low eta improve on the plain network", _more_branches_with_low_eta,
                presets=("default", "paper"), source="000 L1809-1811, Tab 7.1",

@@ -535,3 +535,13 @@ def test_lc_starts_at_jp_and_keeps_jp_unless_training_beats_it(tmp_path):
     lin = S.train_linear_combination(heads, y, wild, tmp_path / "wild", gammas=gs, eta=0.4)
     assert lin.kept == "jp"
     torch.testing.assert_close(S.linear_combination_logits(lin, heads), S.joint_log_scores(heads[0], heads[1:], gs, 0.4))
+
+
+def test_tab_7_1_paper_branch_is_the_texts_and_params_counts_it():
+    """Tab 7.1's branch (L1732: two convs, an inception-like layer, GAP, linear), not Fig 7.3's conv + FC."""
+    from auxiliary.pipeline import build_model
+    from common import registry
+    cfg = registry.discover()["auxiliary.tab7_1"].resolve_config("paper")
+    m = build_model(cfg, "resnet18", 100, 3, ["g2"], [20])
+    assert isinstance(m.branches[0], M.InceptionBranch)
+    assert M.keras_param_count(m) / 1e6 == pytest.approx(11.96, abs=0.01)     # printed 11.92 (README: ours)
