@@ -47,6 +47,9 @@ class SSALConfig:
     fig7_4_groups: int = param(20, ge=2)  # "20 visually similar groups" (Fig 7.4 caption)
     # CatFCNoSSAL trained this many times train.epochs (paper 1, 2.5, 5)
     figA6_epoch_factors: tuple = param((1.0, 5.0), items=item(float, gt=0), min_length=1, identity=False)
+    # auxiliary.branch_sweep: the one-branch model (single_point, three_groups[0] groups) with its branch's
+    # conv widths and FC scaled by each factor (1 = Tab 7.1's one-branch model, loaded, not retrained)
+    branch_sweep_factors: tuple = param((1.0, 2.0, 4.0), items=item(float, gt=0), min_length=1, identity=False)
     eval_each_epoch: bool = True          # score the held-out part of train after every epoch (Fig A.6's curves)
     three_groups: tuple = param((20, 33, 50), items=item(int, ge=2), min_length=1)   # Tab 7.3 (Tab 7.1: 20, 30, 50)
     three_points: tuple = param(("g1", "g2", "g3"), items=item(str, kind="name"), min_length=1)
@@ -133,7 +136,7 @@ PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downs
          **_TRAIN_PAPER}
 SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
          "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
-         "n_random_partitions": 20, "n_null_matrices": 5, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
+         "n_random_partitions": 20, "n_null_matrices": 5, "branch_sweep_factors": (1.0, 2.0), "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
          "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
 PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
 # Tab 7.1's branch as the text describes it (L1732): two conv+BN+ReLU, an inception-like layer, GAP,

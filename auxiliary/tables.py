@@ -491,3 +491,39 @@ def table_7_1(cfg, ctx) -> dict:
     ctx.table(f"Tab 7.1: branches and eta ({arch} on {cfg.dataset})",
               ["branches", "eta", "test acc % (JP)", "minus 0 branches (p.p.)", "parameters"], rows)
     return metrics
+
+
+
+def branch_sweep(cfg, ctx) -> dict:
+    """Where SSAL starts to help at this scale: the one-branch model of Tab 7.1 (``single_point``,
+    ``three_groups[0]`` groups) with the branch's conv widths and hidden units scaled by each of
+    ``branch_sweep_factors``: the branch alone, f alone (+TR) and the ensemble (+JP) against the plain
+    baseline, paired intervals over digit images. Factor 1 is Tab 7.1's model (same stage: loaded)."""
+    import dataclasses
+    data = load_data(cfg, ctx)
+    arch, g = cfg.arch, cfg.three_groups[0]
+    _, gammas = groupings(cfg, ctx, data, arch, [g])
+    base = train_baseline(cfg, ctx, data, arch)
+    base_hits = correct(S.predict_heads(base, data.x_test, cfg.eval_batch_size)[0], data.y_test)
+    metrics, rows = {"acc_baseline": 100 * base_hits.mean()}, []
+    for f in cfg.branch_sweep_factors:
+        scaled = cfg if f == 1.0 else dataclasses.replace(
+            cfg, branch_convs=tuple(max(1, int(round(f * c))) for c in cfg.branch_convs),
+            branch_hidden=max(1, int(round(f * cfg.branch_hidden))) if cfg.branch_hidden else 0)
+        m = train_ssal(scaled, ctx, data, arch, [cfg.single_point], [gammas[g]])
+        o = ssal_outputs(cfg, ctx, data, m, [gammas[g]])
+        key = f"x{f:g}"
+        for col in ("jp", "tr"):
+            d, lo, hi = diff_ci(o[col], base_hits, cfg, ctx.seed, data.test_clusters)
+            metrics.update({f"{key}_{col}_gain": d, f"{key}_{col}_gain_lo": lo, f"{key}_{col}_gain_hi": hi})
+        metrics[f"{key}_branch_acc"] = 100 * o["branch1"].mean()
+        metrics[f"{key}_params"] = count_params(m) / 1e6
+        rows.append([f"{f:g}", f"{metrics[f'{key}_params']:.4f}M", metrics[f"{key}_branch_acc"],
+                     f"{metrics[f'{key}_jp_gain']:+.2f} [{metrics[f'{key}_jp_gain_lo']:+.2f}, "
+                     f"{metrics[f'{key}_jp_gain_hi']:+.2f}]",
+                     f"{metrics[f'{key}_tr_gain']:+.2f} [{metrics[f'{key}_tr_gain_lo']:+.2f}, "
+                     f"{metrics[f'{key}_tr_gain_hi']:+.2f}]"])
+    ctx.table(f"Branch capacity sweep: one branch ({g} groups) at {cfg.single_point}, {arch} on {cfg.dataset}",
+              ["width factor", "parameters", "branch alone (group acc) %", "+JP minus baseline (p.p.)",
+               "+TR minus baseline (p.p.)"], rows)
+    return metrics

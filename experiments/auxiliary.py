@@ -413,3 +413,5 @@ _reg("params", "auxiliary.params:parameter_counts", "Parameter counts of Tab 7.1
                _ssal_counts, source="000 Tab 7.2, Tab A.2",
                fixtures=Fixtures(PASS=_SSAL_AS_PRINTED, FAIL={"tab7_2_SSAL_x1_M": 12.47},   # the default run's count
                                  SKIP={"tab7_2_SSAL_x1_M": NAN})),))
+_reg("branch_sweep", "branch_sweep", "Branch capacity sweep: where SSAL starts to help at this scale",
+     f"{S}, 7.3 (beyond the thesis: the branch's capacity)")

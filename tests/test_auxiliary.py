@@ -545,3 +545,12 @@ def test_tab_7_1_paper_branch_is_the_texts_and_params_counts_it():
     m = build_model(cfg, "resnet18", 100, 3, ["g2"], [20])
     assert isinstance(m.branches[0], M.InceptionBranch)
     assert M.keras_param_count(m) / 1e6 == pytest.approx(11.96, abs=0.01)     # printed 11.92 (README: ours)
+
+
+def test_branch_sweep_widens_the_branch_and_reports_paired_gains(tmp_path):
+    from common.experiment import run_experiment
+    m = run_experiment("auxiliary.branch_sweep", "smoke", out_root=tmp_path, device="cpu")["metrics"]
+    assert m["x2_params"] > m["x1_params"]
+    for f in ("x1", "x2"):
+        assert m[f"{f}_jp_gain_lo"] <= m[f"{f}_jp_gain"] <= m[f"{f}_jp_gain_hi"]
+        assert 0 <= m[f"{f}_branch_acc"] <= 100
