@@ -20,7 +20,9 @@ class SSALConfig:
     dataset: str = param("twodigit100", kind="dataset")
     train_split: str = param("train", kind="split")
     test_split: str = param("test", kind="split")   # CIFAR100's official test split is the thesis' "validation" (L521)
-    holdout_frac: float = param(0.2, gt=0, lt=1)   # part of train held out for the grouping's confusion matrix
+    # part of train held out for the grouping's confusion matrix and +LC (twodigit100 has its own: 20 % of
+    # the train digits held out before composing, auxiliary/data.py)
+    holdout_frac: float = param(0.2, gt=0, lt=1)
     downsample: int = param(2, ge=1)      # average-pool the images by this factor (28x56 -> 14x28 on 2 cores)
     max_train: int = param(0, ge=0)       # 0 = all (tests: a tiny fixture)
     max_test: int = param(0, ge=0)
@@ -45,15 +47,24 @@ class SSALConfig:
     fig7_4_groups: int = param(20, ge=2)  # "20 visually similar groups" (Fig 7.4 caption)
     # CatFCNoSSAL trained this many times train.epochs (paper 1, 2.5, 5)
     figA6_epoch_factors: tuple = param((1.0, 5.0), items=item(float, gt=0), min_length=1, identity=False)
+    # auxiliary.branch_sweep: the one-branch model (single_point, three_groups[0] groups) with its branch's
+    # conv widths and FC scaled by each factor (1 = Tab 7.1's one-branch model, loaded, not retrained)
+    branch_sweep_factors: tuple = param((1.0, 2.0, 4.0), items=item(float, gt=0), min_length=1, identity=False)
     eval_each_epoch: bool = True          # score the held-out part of train after every epoch (Fig A.6's curves)
     three_groups: tuple = param((20, 33, 50), items=item(int, ge=2), min_length=1)   # Tab 7.3 (Tab 7.1: 20, 30, 50)
     three_points: tuple = param(("g1", "g2", "g3"), items=item(str, kind="name"), min_length=1)
     single_point: str = param("g2", kind="name")   # Tab 7.2's SSAL x1: "after the first residual block"
     eta: float = param(0.4, gt=0, le=1)   # Eq 7.5 exponent with more than one branch (Tab 7.1's best: 0.3 / 0.4)
     tab7_1_etas: tuple = param((1.0, 0.4, 0.3), items=item(float, gt=0, le=1), min_length=1)   # Tab 7.1's values
-    # Eq 7.4 loss weights (lambda_f, lambda_1, ...) of the three-branch model; () = all 1
+    # Eq 7.4 loss weights; () = all 1. (lambda_f, lambda_b): every branch of every model takes lambda_b;
+    # (lambda_f, lambda_1, ..., lambda_n): the n-branch model's, in order; a model with fewer branches
+    # takes lambda_f and, per branch, the lambda of the n-branch model's branch at the same point
     lambdas: tuple = param((), items=item(float, ge=0))
     similar: bool = True                  # similar (Eq 7.2) or dissimilar grouping
+    # the grouping's confusion matrix: hard argmax counts (the thesis') or summed softmax mass (enough
+    # evidence on a small held-out part: every image adds its doubt, not only its errors)
+    confusion: str = param("soft", choices=("hard", "soft"))
+    n_null_matrices: int = param(20, ge=5, identity=False)   # structureless matrix pairs, the grouping claim's reference
     seeding: str = param("thesis", choices=("thesis", "farthest"))
     tab7_2_rows: tuple = param(("ResNet", "WideResNet", "DeepResNet", "GapCatNoSSAL", "LinearComb", "SSAL x1",
                                 "SSAL x3"), items=item(str, choices=TAB_7_2_ROWS), min_length=1)
@@ -78,13 +89,23 @@ class SSALConfig:
         epochs=5, batch_size=128, lr=4e-3, optimizer="adam", schedule="onecycle", warmup_frac=0.4,
         weight_decay=0.0, ckpt_every=400, log_every=20))
     lc_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        epochs=40, batch_size=128, lr=1e-2, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
+        epochs=40, batch_size=128, lr=2e-3, optimizer="adam", ckpt_every=1000, log_every=50, progress=False))
 
     def validate(self) -> None:
         if len(self.three_groups) != len(self.three_points):
             raise ConfigError(f"three_groups {self.three_groups} and three_points {self.three_points} differ in length")
-        if self.lambdas and len(self.lambdas) != len(self.three_groups) + 1:
-            raise ConfigError(f"lambdas {self.lambdas}: give lambda_f and one per branch ({len(self.three_groups) + 1})")
+        n = len(self.three_groups)
+        if self.lambdas and len(self.lambdas) not in (2, n + 1):
+            raise ConfigError(f"lambdas {self.lambdas}: give (lambda_f, lambda for every branch of every model) or "
+                              f"lambda_f and one per branch of the {n}-branch model ({n + 1} values)")
+        if self.lambdas and len(self.lambdas) == n + 1 and n != 1:
+            # models with fewer branches take the weight of the n-branch model's branch at the same point
+            needed = {self.fig7_3_point, self.single_point, "g2", "g3"}     # Fig 7.3, Tab 7.1 / 7.2, Fig A.6
+            missing = sorted(needed - set(self.three_points))
+            if missing:
+                raise ConfigError(f"lambdas {self.lambdas} weigh the branches at {self.three_points}; the one- and "
+                                  f"two-branch models have branches at {missing} too: give two values "
+                                  f"(lambda_f, lambda for every branch)")
         if self.branch_strides and len(self.branch_strides) != len(self.branch_convs):
             raise ConfigError(f"branch_strides {self.branch_strides} and branch_convs {self.branch_convs} differ in length")
         if len(self.imagenet_groups) != len(self.imagenet_points):
@@ -108,15 +129,20 @@ _TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "t
                 "train.momentum": 0.9, "train.weight_decay": 5e-4, "train.schedule": "onecycle",
                 "train.warmup_frac": 0.4, "train.ckpt_every": 500, "train.log_every": 50}
 PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
+         "confusion": "hard",
          "branch_strides": (), "eta": 0.4,
          "branch_layout": "thesis", "eval_batch_size": 500,
          "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
          **_TRAIN_PAPER}
 SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),
          "branch_hidden": 16, "fig7_3_groups": (2, 10), "three_groups": (10, 20, 50), "n_boot": 100,
-         "n_random_partitions": 20, "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
+         "n_random_partitions": 20, "n_null_matrices": 5, "branch_sweep_factors": (1.0, 2.0), "n_cam_examples": 2, "n_saliency_images": 4, "ig_steps": 8, "progress_bars": False, "train.epochs": 1,
          "lc_train.epochs": 1, "tab7_2_rows": ("ResNet", "WideResNet", "GapCatNoSSAL", "SSAL x1", "SSAL x3")}
 PRESETS = {"smoke": SMOKE, "default": {}, "paper": PAPER}
+# Tab 7.1's branch as the text describes it (L1732): two conv+BN+ReLU, an inception-like layer, GAP,
+# linear (not Fig 7.3's / Tab A.2's conv + FC branch); widths ours (192 channels, 96 per inception path:
+# the closest of a few to the printed 11.92 / 12.83 M, which give 11.96 / 12.82)
+TAB_7_1_BRANCH = {"branch_layout": "config", "branch_kind": "inception", "branch_convs": (192,), "inception_width": 96}
 
 IMAGENET_TRAIN = {"train.epochs": 90, "train.batch_size": 256, "train.lr": 0.1, "train.optimizer": "sgd",
                   "train.momentum": 0.9, "train.weight_decay": 1e-4, "train.schedule": "cosine",

@@ -78,7 +78,7 @@ def _topk(logits: torch.Tensor, y: torch.Tensor, k: int) -> np.ndarray:
 
 
 def table_7_4(cfg, ctx) -> dict:
-    from auxiliary.tables import branch_spec, diff_ci
+    from auxiliary.pipeline import branch_spec, diff_ci
     if cfg.dataset != "imagenet":
         ctx.note("Tab 7.4 is ImageNet-scale (ResNet50, 1.28 M images): it runs at the paper preset only, "
                  "`python -m common.run auxiliary.tab7_4 --preset paper --data-root <root>` (torchrun for "
@@ -116,7 +116,8 @@ def table_7_4(cfg, ctx) -> dict:
     hold_heads, y_hold = predict_folder(ssal, hold_ds, cfg, workers)
     tc = ctx.train_config(cfg.lc_train)
     lin = S.train_linear_combination(hold_heads, y_hold, tc, ctx.work_dir("aux-imagenet-lc", cfg,
-                                                                       depends_on=[ssal.stage_dir]))
+                                                                       depends_on=[ssal.stage_dir]),
+                                     gammas=gs, eta=cfg.eta)
 
     (base_logits,), y = predict_folder(base, val_ds, cfg, workers)
     heads, _ = predict_folder(ssal, val_ds, cfg, workers)

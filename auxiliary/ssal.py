@@ -55,13 +55,57 @@ def predict_heads(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> t
     return out if isinstance(out, tuple) else (out,)
 
 
-def train_linear_combination(heads: Sequence[torch.Tensor], y: torch.Tensor, cfg, work_dir) -> nn.Module:
+def jp_linear_weights(n_classes: int, group_counts: Sequence[int], gammas: Sequence[np.ndarray],
+                      eta: float = 1.0) -> torch.Tensor:
+    """The (k, k + sum G_b) weights of a linear layer over the concatenated log-probabilities of f and
+    every branch that computes Eq 7.5's log-score exactly: 1 on f's own class, e (eta with more than
+    one branch) on branch b's group of the class. +LC's hypothesis class contains JP through these."""
+    e = eta if len(gammas) > 1 else 1.0
+    w = torch.zeros(n_classes, n_classes + sum(group_counts))
+    w[torch.arange(n_classes), torch.arange(n_classes)] = 1.0
+    off = n_classes
+    for g, gam in zip(group_counts, gammas):
+        w[torch.arange(n_classes), off + torch.as_tensor(np.asarray(gam), dtype=torch.long)] = e
+        off += g
+    return w
+
+
+def train_linear_combination(heads: Sequence[torch.Tensor], y: torch.Tensor, cfg, work_dir,
+                             gammas: Sequence[np.ndarray] | None = None, eta: float = 1.0,
+                             val_frac: float = 0.25) -> nn.Module:
     """+LC / LinearComb: a linear classifier on the concatenated outputs of f and every g_i,
-    trained afterwards (the network frozen: its outputs are precomputed) with the common trainer."""
+    trained afterwards (the network frozen: its outputs are precomputed) with the common trainer.
+
+    With ``gammas`` the layer starts at JP's weights (``jp_linear_weights``) and is early-stopped at
+    the coarsest grain: ``val_frac`` of the items (stratified) is kept aside, and the trained layer
+    replaces JP's only if it is more accurate there (``lin.kept``: "trained" or "jp")."""
+    from common.data import train_val_split
     from common.trainer import fit
     feats = torch.cat([F.log_softmax(h.float(), 1) for h in heads], 1)
     lin = nn.Linear(feats.shape[1], heads[0].shape[1])
-    fit(lin, (feats, y), cfg, work_dir, desc="linear-comb")
+    if gammas is None:
+        fit(lin, (feats, y), cfg, work_dir, desc="linear-comb")
+        lin.kept = "trained"
+        return lin
+    with torch.no_grad():
+        lin.weight.copy_(jp_linear_weights(heads[0].shape[1], [h.shape[1] for h in heads[1:]], gammas, eta))
+        lin.bias.zero_()
+    init = {k: v.clone() for k, v in lin.state_dict().items()}
+    tr, va = train_val_split(len(y), val_frac, 0, labels=y.numpy())
+    tr, va = torch.as_tensor(tr), torch.as_tensor(va)
+    fit(lin, (feats[tr], y[tr]), cfg, work_dir, desc="linear-comb")
+
+    def acc():
+        with torch.no_grad():
+            return float((lin(feats[va]).argmax(1) == y[va]).float().mean())
+
+    trained, trained_acc = {k: v.clone() for k, v in lin.state_dict().items()}, acc()
+    lin.load_state_dict(init)
+    if trained_acc > acc():
+        lin.load_state_dict(trained)
+        lin.kept = "trained"
+    else:
+        lin.kept = "jp"
     return lin
 
 

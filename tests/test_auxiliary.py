@@ -99,6 +99,42 @@ def test_farthest_point_seeding_keeps_a_block_together_where_thesis_splits_it():
     assert len(set(thesis[:3].tolist())) == 2          # block A split by the thesis' seeding
 
 
+def test_soft_confusion_sums_predicted_probabilities():
+    y = np.array([0, 0, 1, 2])
+    p = np.array([[0.7, 0.2, 0.1], [0.5, 0.5, 0.0], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])
+    c = GR.soft_confusion(y, p, 3)
+    np.testing.assert_allclose(c, [[1.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])
+    assert c.sum() - np.trace(c) == pytest.approx(1.3)        # the expected number of errors: Eq 7.1's divisor
+    # one-hot probabilities give the hard confusion matrix
+    np.testing.assert_array_equal(GR.soft_confusion(y, np.eye(3)[[0, 1, 1, 2]], 3),
+                                  GR.confusion_matrix(y, np.array([0, 1, 1, 2]), 3))
+
+
+def test_grouping_claim_is_out_of_sample_fails_on_structureless_passes_on_planted():
+    """In sample the greedy rule beats random partitions on pure noise (the old claim passed on it); out
+    of sample, against random partitions and structureless matrices of the same error count, it does not."""
+    from experiments.auxiliary import _grouping_beats_random
+    from auxiliary.config import SSALConfig
+    cfg = SSALConfig(fig7_3_groups=(2, 20), three_groups=(20, 33, 50))
+    counts = [2, 20, 33, 50]
+
+    def metrics(a, b):
+        return {f"oos_G{g}_{k}": v for g, r in GR.out_of_sample_shares(a, b, counts, 0, 100, 20).items()
+                for k, v in r.items()}
+
+    fails = 0
+    for s in range(3):
+        a = GR.structureless_confusion(100, 70, 930, 10 + s)
+        b = GR.structureless_confusion(100, 140, 1860, 20 + s)
+        m = metrics(a, b)
+        assert all(m[f"oos_G{g}_in_sample"] > m[f"oos_G{g}_random_q975"] for g in counts)   # noise, in sample
+        fails += _grouping_beats_random(m, cfg)[0] is False
+    assert fails == 3
+    a, _ = GR.planted_block_confusion(100, 20, n_per_label=10, seed=1, blocks_seed=7)
+    b, _ = GR.planted_block_confusion(100, 20, n_per_label=20, seed=2, blocks_seed=7)
+    assert _grouping_beats_random(metrics(a, b), cfg)[0] is True
+
+
 def test_within_group_share_value():
     c = np.array([[0, 3, 1], [2, 0, 0], [0, 4, 0]], dtype=float)
     assert GR.within_group_share(c, np.array([0, 0, 1])) == pytest.approx(5 / 10)
@@ -207,7 +243,7 @@ def test_backbone_counts_match_published():
 
 
 def test_keras_count_reproduces_printed_counts_where_pytorch_count_does_not():
-    from auxiliary.tables import TAB_7_2_PRINTED, tab_7_2_counts
+    from auxiliary.params import TAB_7_2_PRINTED, tab_7_2_counts
     keras, torch_ = tab_7_2_counts(), tab_7_2_counts(keras=False)
     for name in ("WideResNet18", "DeepResNet18", "DWRResNet18"):      # Tab 7.2, 3 x 3 kernels, 200 classes
         assert round(keras[name] / 1e6, 1) == TAB_7_2_PRINTED[name], (name, keras[name])
@@ -228,7 +264,7 @@ def test_keras_count_reproduces_printed_counts_where_pytorch_count_does_not():
                    "LinearComb 12.51 (12.8); see auxiliary/README.md, Decisions")
 @pytest.mark.parametrize("name", ["SSAL x1", "CatFCNoSSAL", "SSAL x3", "GapCatNoSSAL", "LinearComb"])
 def test_tab_7_2_ssal_counts(name):
-    from auxiliary.tables import TAB_7_2_PRINTED, tab_7_2_counts
+    from auxiliary.params import TAB_7_2_PRINTED, tab_7_2_counts
     assert round(tab_7_2_counts()[name] / 1e6, 1) == TAB_7_2_PRINTED[name]
 
 
@@ -283,6 +319,7 @@ def test_smoke_run(tmp_path):
     for col in ("ours", "tr", "jp", "lc"):
         assert 0 <= m[f"resnet_mini_{col}"] <= 100
     assert m["resnet_mini_params_ssal"] > m["resnet_mini_params_org"]
+    assert m["resnet_mini_jp_minus_lc"] == pytest.approx(m["resnet_mini_jp"] - m["resnet_mini_lc"])
     stages = {s["stage"] for s in rec["provenance"]["stages"]["0"]}
     assert {"aux-resnet_mini-base", "aux-resnet_mini-ssal3-g1-g2-g3", "aux-lc"} <= stages
     # the saliency benchmark scores the same three-branch model (loaded, not retrained)
@@ -328,6 +365,9 @@ def test_tab_7_1_smoke_evaluates_every_eta(tmp_path):
     for key in ("acc_0br", "acc_1br_eta1", "acc_2br_eta1", "acc_2br_eta0.4", "acc_3br_eta0.3"):
         assert 0 <= m[key] <= 100, key
     assert m["params_0br"] < m["params_1br"] < m["params_2br"] < m["params_3br"]
+    # eta < 1 against eta = 1 on the same three-branch model, paired (the claim's key)
+    assert m["3br_eta0.3_minus_eta1_lo"] <= m["3br_eta0.3_minus_eta1"] <= m["3br_eta0.3_minus_eta1_hi"]
+    assert m["3br_eta0.3_minus_eta1"] == pytest.approx(m["acc_3br_eta0.3"] - m["acc_3br_eta1"])
 
 
 def test_fig7_4_every_point_and_fig_a6_shares_its_models_and_curves(tmp_path):
@@ -414,3 +454,103 @@ def test_tab_7_4_paper_code_path_on_tiny_imagenet_folder(tmp_path):
     # the default preset trains nothing and says so
     d = run_experiment("auxiliary.tab7_4", "smoke", out_root=tmp_path / "out", device="cpu")
     assert d["metrics"] == {} and any("paper preset only" in n for n in d["notes"])
+
+
+def test_lambdas_give_every_model_its_weights_or_are_refused_before_work():
+    from auxiliary.config import SSALConfig
+    from auxiliary.pipeline import branch_lambdas
+    from common.config import ConfigError, validate
+    cfg = validate(SSALConfig(lambdas=(1.0, 0.5, 0.25, 0.125)))
+    assert branch_lambdas(cfg, ["g1", "g2", "g3"]) == [1.0, 0.5, 0.25, 0.125]
+    assert branch_lambdas(cfg, ["g2"]) == [1.0, 0.25]                  # the three-branch model's g2 weight
+    assert branch_lambdas(cfg, ["g2", "g3"]) == [1.0, 0.25, 0.125]
+    with pytest.raises(ConfigError, match="g4"):                        # Fig 7.4's deepest point: no weight
+        branch_lambdas(cfg, ["g4"])
+    two = validate(SSALConfig(lambdas=(1.0, 0.3)))
+    assert branch_lambdas(two, ["g4"]) == [1.0, 0.3] and branch_lambdas(two, ["g1", "g2", "g3"]) == [1.0] + [0.3] * 3
+    assert branch_lambdas(SSALConfig(), ["g1"]) is None
+    with pytest.raises(ConfigError, match="lambda_f"):
+        validate(SSALConfig(lambdas=(1.0, 0.5, 0.5)))
+    with pytest.raises(ConfigError, match="two values"):               # Fig 7.3's g1 branch would have no weight
+        validate(SSALConfig(lambdas=(1.0, 0.5, 0.5, 0.5), three_points=("g2", "g3", "g4")))
+
+
+def test_one_branch_model_trains_with_three_branch_lambdas(tmp_path):
+    """--set lambdas=[...] of the three-branch model used to crash every one-branch model after the baseline."""
+    from common.experiment import run_experiment
+    rec = run_experiment("auxiliary.fig7_3", "smoke", out_root=tmp_path, device="cpu",
+                         overrides={"lambdas": (1.0, 0.5, 0.5, 0.5), "fig7_3_groups": (2,)})
+    assert 0 <= rec["metrics"]["acc_jp_G2"] <= 100
+
+
+def test_tab_7_3_paper_model_is_the_one_params_counts(tmp_path):
+    """Tab 7.3 at the paper preset trains SE-WRN-16-8 with the appendix' branches at g2, g5, g6 (not
+    g1-g3), and the model it trains has the parameter count auxiliary.params prints for it."""
+    from common.experiment import run_experiment
+    _cifar100_fixture(tmp_path / "data", per_class=2)
+    rec = run_experiment("auxiliary.tab7_3", "paper", out_root=tmp_path / "out", data_root=str(tmp_path / "data"),
+                         device="cpu", overrides={"archs": ["se-wrn16-8"], "train.epochs": 1, "train.batch_size": 80,
+                                                  "max_test": 20, "downsample": 4, "holdout_frac": 0.5,
+                                                  "lc_train.epochs": 1, "n_boot": 100, "progress_bars": False})
+    stages = {s["stage"] for s in rec["provenance"]["stages"]["0"]}
+    assert "aux-se-wrn16-8-ssal3-g2-g5-g6" in stages
+    counts = run_experiment("auxiliary.params", "smoke", out_root=tmp_path / "out", device="cpu")["metrics"]
+    m = rec["metrics"]
+    assert m["se-wrn16-8_params_ssal_keras_M"] == pytest.approx(counts["se-wrn16-8_3br_M"], abs=1e-9)
+    assert m["se-wrn16-8_params_org_keras_M"] == pytest.approx(counts["se-wrn16-8_0br_M"], abs=1e-9)
+
+
+def test_twodigit100_held_out_part_from_unseen_digits_and_intervals_over_digit_images():
+    import auxiliary.data  # noqa: F401
+    from auxiliary.pipeline import cluster_bootstrap_ci
+    from common.claims import bootstrap_ci
+    from common.data import load_dataset
+    tr, te = load_dataset("twodigit100", "train"), load_dataset("twodigit100", "test")
+    assert tr.hold.sum() == 1000 and np.bincount(tr.y[tr.hold]).tolist() == [10] * 100
+    assert not set(tr.digits[tr.hold].ravel()) & set(tr.digits[~tr.hold].ravel())   # grouping / +LC see unseen digits
+    sub = tr.subset(np.arange(4990, 5000))
+    assert sub.hold.all() and sub.digits.shape == (10, 2)
+    # a composite is right when both its digits are easy: errors cluster on digit images reused across
+    # composites, and the interval over digit images is much wider than the one over composites
+    rng = np.random.default_rng(0)
+    easy = rng.random(len(load_dataset("mnist5k", "test").y)) < 0.95
+    hits = (easy[te.digits[:, 0]] & easy[te.digits[:, 1]]).astype(float)
+    lo, hi = cluster_bootstrap_ci(hits, te.digits, 500, seed=0)
+    plo, phi = bootstrap_ci(hits, 500, seed=0)
+    assert lo < hits.mean() < hi and (hi - lo) > 1.8 * (phi - plo)
+    assert cluster_bootstrap_ci(hits, None, 500, seed=0) == pytest.approx((plo, phi))
+
+
+def test_lc_starts_at_jp_and_keeps_jp_unless_training_beats_it(tmp_path):
+    from common.config import TrainConfig
+    torch.manual_seed(0)
+    k, gs = 6, [np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 0, 1, 0, 1])]
+    y = torch.arange(k).repeat(40)
+    heads = (torch.randn(len(y), k) + 2 * F.one_hot(y, k), torch.randn(len(y), 3), torch.randn(len(y), 2))
+    w = S.jp_linear_weights(k, [3, 2], gs, eta=0.4)
+    feats = torch.cat([F.log_softmax(h, 1) for h in heads], 1)
+    torch.testing.assert_close(feats @ w.T, S.joint_log_scores(heads[0], heads[1:], gs, 0.4))
+    # a wild learning rate wrecks the layer: the set-aside quarter keeps JP's weights
+    wild = TrainConfig(epochs=3, batch_size=32, lr=50.0, optimizer="sgd", progress=False, ckpt_every=1000)
+    lin = S.train_linear_combination(heads, y, wild, tmp_path / "wild", gammas=gs, eta=0.4)
+    assert lin.kept == "jp"
+    torch.testing.assert_close(S.linear_combination_logits(lin, heads), S.joint_log_scores(heads[0], heads[1:], gs, 0.4))
+
+
+def test_tab_7_1_paper_branch_is_the_texts_and_params_counts_it():
+    """Tab 7.1's branch (L1732: two convs, an inception-like layer, GAP, linear), not Fig 7.3's conv + FC."""
+    from auxiliary.pipeline import build_model
+    from common import registry
+    cfg = registry.discover()["auxiliary.tab7_1"].resolve_config("paper")
+    m = build_model(cfg, "resnet18", 100, 3, ["g2"], [20])
+    assert isinstance(m.branches[0], M.InceptionBranch)
+    assert M.keras_param_count(m) / 1e6 == pytest.approx(11.96, abs=0.01)     # printed 11.92 (README: ours)
+
+
+def test_branch_sweep_widens_the_branch_and_reports_paired_gains(tmp_path):
+    from common.experiment import run_experiment
+    m = run_experiment("auxiliary.branch_sweep", "smoke", out_root=tmp_path, device="cpu")["metrics"]
+    assert m["x2_params"] > m["x1_params"]
+    for f in ("x1", "x2"):
+        assert m[f"{f}_jp_gain_lo"] <= m[f"{f}_jp_gain"] <= m[f"{f}_jp_gain_hi"]
+        assert 0 <= m[f"{f}_branch_acc"] <= 100
