@@ -79,9 +79,9 @@ def _morph_nearer(m, cfg=None):
 def _gain_and_loss(m, cfg=None):
     a, da = interval_above(m["gain_mean_lo"], 0.0, "95% bootstrap interval (over inputs) of the sum of gains", "")
     b, db = interval_above(m["loss_drop_lo"], 0.0, "95% bootstrap interval of (first - last loss)", "")
-    if a is None or b is None:
-        return None, f"{da}; {db}"
-    return (a and b), f"{da}; {db}"
+    if a is False or b is False:     # a failed part fails the claim, whatever the other part says
+        return False, f"{da}; {db}"
+    return (None if a is None or b is None else True), f"{da}; {db}"
 
 
 def _gains_at_entropy(m, cfg=None):
