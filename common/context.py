@@ -146,6 +146,29 @@ def _config_identity(config: Any) -> Any:
 # --------------------------------------------------------------------------------------------------
 # One writer per stage
 # --------------------------------------------------------------------------------------------------
+# stage folders this process holds: path -> [descriptor, how many contexts hold it]. flock locks belong to
+# an open file, so a second context of the same process (a test, a caller that builds its own) opening
+# the lock file again would wait for itself forever; it shares the process' lock instead.
+_HELD: dict[Path, list] = {}
+
+
+def _acquire_stage(folder: Path) -> None:
+    if folder in _HELD:
+        _HELD[folder][1] += 1
+    else:
+        _HELD[folder] = [_lock_stage(folder), 1]
+
+
+def _release_stage(folder: Path) -> None:
+    held = _HELD.get(folder)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _HELD[folder]
+        os.close(held[0])   # releases the flock
+
+
 def _lock_stage(folder: Path) -> int:
     """An exclusive ``flock`` on ``folder/.lock`` (blocking), holding "pid host"; says once on stderr
     who holds it while waiting. Returns the open descriptor (closing it releases the lock)."""
@@ -235,7 +258,8 @@ class RunContext:
         d = self.out_root / "_work" / f"{stage}-{self.preset}-s{self.seed}-{config_hash(identity)}"
         d.mkdir(parents=True, exist_ok=True)
         if self.is_main and d not in self._locks:   # DDP ranks > 0 follow rank 0; a second ask is ours already
-            self._locks[d] = _lock_stage(d)
+            _acquire_stage(d)
+            self._locks[d] = True
         status, step = stage_status(d)               # read under the lock: a writer before us may have finished
         if self.is_main and not (d / "key.json").exists():
             R.write_json_atomic(d / "key.json", dict(identity, stage=stage, preset=self.preset, seed=self.seed))
@@ -247,8 +271,8 @@ class RunContext:
     def close(self) -> None:
         """Release every stage folder this seed holds (called when the seed ends, failed or not)."""
         while self._locks:
-            _, fd = self._locks.popitem()
-            os.close(fd)   # releases the flock
+            folder, _ = self._locks.popitem()
+            _release_stage(folder)
 
     def train_config(self, train_cfg):
         """The experiment's TrainConfig with the run's seed and device filled in."""

@@ -230,3 +230,20 @@ def test_a_full_disk_inside_safetensors_names_the_fix(tmp_path, monkeypatch):
         K.write_checkpoint_dir(tmp_path, lambda tmp: K.save_state_dict({"w": torch.zeros(3)}, tmp / "m.safetensors"),
                                {"step": 5})
     assert not list(tmp_path.glob(".ckpt.tmp-*")) and not (tmp_path / "ckpt").exists()
+
+
+def test_two_contexts_of_one_process_share_a_stage_without_waiting_for_themselves(tmp_path):
+    """flock belongs to an open file: a second context of the same process that opened the lock file
+    again would block on its own lock forever (a test, or a caller that builds its own context)."""
+    import threading
+    first, second = _ctx(tmp_path / "out"), _ctx(tmp_path / "out")
+    got = {}
+    d1 = first.work_dir("shared", {"lr": 0.1})
+    t = threading.Thread(target=lambda: got.setdefault("d2", second.work_dir("shared", {"lr": 0.1})), daemon=True)
+    t.start()
+    t.join(timeout=20)
+    assert got.get("d2") == d1, "the second context waited for the first one's lock"
+    first.close()
+    assert d1.resolve() in {p.resolve() for p in C._HELD}      # still held: the second context has it
+    second.close()
+    assert not C._HELD
