@@ -9,8 +9,9 @@ Phi(m x) - Phi((1-m) x).
 
 What is TorchRay's and reused from it (``torchray.attribution.extremal_perturbation``): the blur
 pyramid (``Perturbation``, built for the whole batch), the smooth-max mask generator's geometry and
-``generate`` (``MaskGenerator``; only its kernel is swapped when the thesis' kernel is asked for),
-SGD with momentum 0.9 and dampening 0.9, lr 0.01, the horizontal-flip jitter on even iterations.
+arithmetic (``MaskGenerator``; its kernel swapped when the thesis' kernel is asked for, its
+``generate`` rewritten without the nearest-upsampled copy, equal up to float rounding), SGD with
+momentum 0.9 and dampening 0.9, lr 0.01, the horizontal-flip jitter on even iterations.
 
 What is ours (why this file exists): **one optimisation for N images x A areas** (TorchRay takes
 one image per call), the thesis' lambda schedule as an option (300 doubled at 1/3 and 2/3 of the
@@ -20,8 +21,8 @@ optional per-mask stop, off by default (a mask whose largest pixel change stays 
 for ``stop_patience`` iterations is frozen and leaves the batch; the energy cannot be the test,
 since TorchRay's lambda grows every iteration and the energy never settles). Every mask's energy
 depends on its own parameters only, so batching does not change the gradients: without stopping,
-the masks and energies equal TorchRay's per-image runs up to float rounding (max |difference|
-1.8e-7 after 60 iterations, tests/test_attribution.py). As TorchRay, the masks returned are those
+the masks and energies equal TorchRay's per-image runs up to float rounding (tests/test_attribution.py
+at 60 iterations; per iteration count up to 800: README, ``bench/saliency_methods.py --torchray-agreement``). As TorchRay, the masks returned are those
 of the last iteration (generated before its SGD step), the ones the returned energy belongs to.
 """
 from __future__ import annotations
