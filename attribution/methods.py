@@ -109,6 +109,14 @@ register_method("meaningful", label="Meaningful pert.", family="perturbation",
     ours.meaningful_perturbation)
 
 
+@register_method("meaningful-top5", label="Meaningful pert. (top-5)", family="perturbation",
+                 implementation="ours (attribution/ours.py)", source="001 ch. Fong & Vedaldi 2017, Tab 1-2 (L1405)")
+def meaningful_top5(model, images, targets, **options):
+    """The objective of 001's localisation and pointing tables: the top-5 classes' probabilities
+    deleted, l1 = 1e-3, beta = 2 (``targets`` unused)."""
+    return ours.meaningful_perturbation(model, images, targets, top5=True, **options)
+
+
 @register_method("extremal", label="Extremal pert.", family="perturbation",
                  implementation="ours (attribution/extremal.py, batched)", source="001 ch. Fong et al. 2019")
 def extremal(model, images, targets, *, areas=(0.025, 0.05, 0.1, 0.2), variant: str = "dual", smooth: float = 0.09,

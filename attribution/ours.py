@@ -99,24 +99,66 @@ def _circle_init(model, images, blurred, classes, mask_size: int, scale_sigma, s
     return chosen
 
 
+MASK_SIDE_001 = 28        # 001's mask: 28 x 28 for a 224 px image (upsampling factor 8, L1323)
+TOP1_L1, TOP1_BETA = 1e-4, 3.0     # 001 L1323 (the visualisations)
+TOP5_L1, TOP5_BETA = 1e-3, 2.0     # 001 L1405, L1411 (the tables: "min. top-5 hyper-parameters")
+
+
+def meaningful_penalties(m: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(||1 - m||_1, sum_u ||grad m(u)||_beta^beta) of 001 eq. 4 for masks m (N, 1, s, s), per image,
+    in the units of 001's 28 x 28 mask, so that their balance (with each other and with the
+    probability) is 001's at any mask side s. 001 sums over the pixels of its 28 x 28 mask (1/28 of
+    the image side each): one of our pixels covers (28/s)^2 of 001's (both sums scaled by that), and
+    our neighbours lie 28/s of 001's pixels apart (grad m per 001 pixel = our difference x s/28).
+    At s = 28 both are 001's plain sums. Scaling both sums by (28/s)^2 alone (the first version)
+    made the TV term (28/s)^beta too heavy against the L1 term for a smooth mask (64x at s = 7,
+    beta = 3)."""
+    side = m.shape[-1]
+    cells = (MASK_SIDE_001 / side) ** 2
+    l1 = cells * (1 - m).abs().flatten(1).sum(1)
+    tv = cells * (side / MASK_SIDE_001) ** beta * _tv(m[:, 0], beta)
+    return l1, tv
+
+
+def meaningful_objective(model, images: torch.Tensor, blurred: torch.Tensor, classes: torch.Tensor,
+                         m: torch.Tensor, *, l1: float, tv: float, beta: float, mask_sigma: float,
+                         shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """001 eq. 4 per image for one jitter ``shift``: ``l1 ||1 - m||_1 + tv TV_beta(m) + sum_c p_c``,
+    the probabilities summed over ``classes`` (N, K) of the perturbed image (K = 1: the target;
+    K = 5: the top-5 variant), the mask upsampled bilinearly to the image, blurred by g_{mask_sigma}
+    and rolled by ``shift`` against the image; penalties as ``meaningful_penalties``."""
+    up = gaussian_blur(F.interpolate(m, size=images.shape[2:], mode="bilinear", align_corners=False), mask_sigma)
+    if shift != (0, 0):
+        up = torch.roll(up, shifts=shift, dims=(2, 3))
+    prob = model(up * images + (1 - up) * blurred).softmax(1).gather(1, classes).sum(1)
+    l1_term, tv_term = meaningful_penalties(m, beta)
+    return l1 * l1_term + tv * tv_term + prob
+
+
 def meaningful_perturbation(model, images: torch.Tensor, targets, *, max_iter: int = 300, lr: float = 0.1,
-                            mask_size: int = 28, l1: float = 1e-4, tv: float = 1e-2, beta: float = 3.0,
-                            blur_sigma: float = 10.0, mask_sigma: float = 5.0, jitter: int = 4,
-                            top5: bool = False, seed: int = 0):
+                            mask_size: int = 28, l1: float | None = None, tv: float = 1e-2,
+                            beta: float | None = None, blur_sigma: float = 10.0, mask_sigma: float = 5.0,
+                            jitter: int = 4, top5: bool = False, seed: int = 0):
     """Meaningful perturbations, deletion game with blur (001 eq. 4, L1315, settings L1323):
     ``min_m l1 ||1 - m||_1 + tv sum ||grad m||_beta^beta + E_tau[p_c(Phi(x(. - tau), m))]``,
     m = 1 keeps a pixel (001 L1272), ``Phi(x, m) = m x + (1 - m) blur(x, sigma0)`` (the blend the
     authors' code uses for the blur operator), m a ``mask_size``^2 mask upsampled bilinearly and
     blurred by g_{sigma_m}, jitter tau an integer shift drawn from [0, ``jitter``), Adam lr 0.1,
     ``max_iter`` iterations, m initialised as the smallest centred circle that suppresses 99 % of the
-    score drop of the fully blurred image (L1323), clamped to [0, 1]. ``top5``: the tables' variant
-    (L1405) minimising the summed probabilities of the top-5 classes (targets unused). Norms are sums
-    over the mask's pixels, scaled by (28 x 28) / mask_size^2 so that the penalty per unit of image
-    area is the thesis' at any mask size. All images in one optimisation. Returns the deleted
-    region 1 - m (the evidence), min-max normalised.
+    score drop of the fully blurred image (L1323), clamped to [0, 1].
+
+    Two objectives in 001: the visualisations (L1323) minimise the target's probability with
+    l1 = 1e-4, beta = 3 (the default, ``top5=False``); the localisation and pointing tables (Tab 1-2,
+    L1405, L1411) minimise "the top-5 predicted classes' softmax scores" (their sum here; classes of
+    the unperturbed image, ``targets`` unused) with l1 = 1e-3, beta = 2 (``top5=True``; registered
+    as "meaningful-top5"). ``l1`` / ``beta`` left at None take the chosen objective's values; tv is
+    1e-2 in both. Penalties in 001's 28 x 28 units at any ``mask_size`` (``meaningful_penalties``).
+    All images in one optimisation. Returns the deleted region 1 - m (the evidence), min-max
+    normalised.
     """
+    l1 = l1 if l1 is not None else (TOP5_L1 if top5 else TOP1_L1)
+    beta = beta if beta is not None else (TOP5_BETA if top5 else TOP1_BETA)
     device = images.device
-    n = len(images)
     targets = torch.as_tensor(targets, device=device).long().view(-1)
     size = images.shape[2:]
     blurred = gaussian_blur(images, blur_sigma)
@@ -125,20 +167,16 @@ def meaningful_perturbation(model, images: torch.Tensor, targets, *, max_iter: i
         classes = model(images).topk(5, 1).indices if top5 else targets[:, None]
     m = _circle_init(model, images, blurred, classes, mask_size, smooth, size).requires_grad_(True)
     opt = torch.optim.Adam([m], lr=lr)
-    scale = (28 * 28) / (mask_size * mask_size)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     requires = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
         for _ in range(max_iter):
-            up = smooth(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
-            if jitter > 1:           # the mask jittered against the image (E_tau of eq. 4)
-                dy, dx = torch.randint(0, jitter, (2,), generator=gen).tolist()
-                up = torch.roll(up, shifts=(dy, dx), dims=(2, 3))
-            x = up * images + (1 - up) * blurred
-            prob = model(x).softmax(1).gather(1, classes).sum(1)
-            loss = scale * (l1 * (1 - m).abs().flatten(1).sum(1) + tv * _tv(m[:, 0], beta)) + prob
+            # the mask jittered against the image (E_tau of eq. 4)
+            shift = tuple(torch.randint(0, jitter, (2,), generator=gen).tolist()) if jitter > 1 else (0, 0)
+            loss = meaningful_objective(model, images, blurred, classes, m, l1=l1, tv=tv, beta=beta,
+                                        mask_sigma=mask_sigma, shift=shift)
             opt.zero_grad()
             loss.sum().backward()
             opt.step()

@@ -273,3 +273,74 @@ def test_meaningful_perturbation_finds_a_cue_that_blur_deletes():
     maps = get_method("meaningful").fn(model, xt, yt, max_iter=100, mask_size=12, blur_sigma=3, mask_sigma=1,
                                        jitter=1, l1=1e-3)
     assert hit_rate(maps, pt) >= 0.75, f"meaningful: map maximum in the cue patch for {hit_rate(maps, pt):.2f}"
+
+
+def test_meaningful_penalties_balance_does_not_depend_on_mask_size():
+    """001 eq. 4's L1 and TV terms in 001's 28 x 28 units: the same smooth mask pattern (a Gaussian
+    dip of standard deviation 0.2 image sides) sampled at 7, 14, 28 and 56 px per side gives the same TV / L1 ratio
+    (up to the lattice's discretisation), and at 28 the plain sums of 001's formula. Scaling both
+    sums by (28 / s)^2 (the first version) changed the ratio 2^beta = 8x per halving of s."""
+    from attribution.ours import meaningful_penalties
+
+    def dip(side):
+        c = (torch.arange(side, dtype=torch.float32) + 0.5) / side - 0.5      # pixel centres, image sides
+        r2 = c[:, None] ** 2 + c[None, :] ** 2
+        return (1 - torch.exp(-r2 / (2 * 0.2 ** 2)))[None, None]
+
+    ratios = {}
+    for side in (7, 14, 28, 56):
+        l1, tv = meaningful_penalties(dip(side), beta=3.0)
+        ratios[side] = (tv / l1).item()
+    assert max(ratios.values()) / min(ratios.values()) < 1.2, ratios        # 1.13 measured
+    m = dip(28)
+    l1, tv = meaningful_penalties(m, beta=3.0)
+    d = m[0, 0]
+    hand_tv = ((d[1:] - d[:-1]).abs() ** 3).sum() + ((d[:, 1:] - d[:, :-1]).abs() ** 3).sum()
+    assert torch.allclose(l1, (1 - d).sum()[None]) and torch.allclose(tv, hand_tv[None])
+
+
+def test_meaningful_top5_objective_by_hand():
+    """The tables' objective (001 L1405): the summed probabilities of the unperturbed image's top-5
+    classes of the perturbed image + 1e-3 ||1 - m||_1 + 1e-2 TV_2(m), in 001's 28 x 28 units, on a
+    linear model of a 4 x 4 image with a 2 x 2 mask; ``meaningful-top5`` ignores ``targets``."""
+    from attribution.ours import TOP5_BETA, TOP5_L1, meaningful_objective
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8))
+    x = torch.randn(1, 1, 4, 4)
+    blurred = torch.zeros_like(x)
+    top5 = model(x).topk(5, 1).indices
+    m = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])                 # keeps the left half, a vertical edge
+    loss = meaningful_objective(model, x, blurred, top5, m, l1=TOP5_L1, tv=1e-2, beta=TOP5_BETA, mask_sigma=0)
+    up = torch.tensor([1.0, 0.75, 0.25, 0.0]).expand(4, 4)         # bilinear 2 -> 4 (half-pixel centres)
+    p = model((up * x[0, 0])[None, None]).softmax(1)[0, top5[0]].sum()
+    cells = (28 / 2) ** 2                                          # 001 mask pixels per pixel of ours
+    l1 = cells * 2                                                 # two deleted pixels
+    tv = cells * (2 / 28) ** 2 * 2                                 # two unit steps, per 001 pixel spacing
+    assert (TOP5_L1, TOP5_BETA) == (1e-3, 2.0)
+    assert torch.allclose(loss, (p + 1e-3 * l1 + 1e-2 * tv)[None], rtol=1e-5)
+    fn = get_method("meaningful-top5").fn
+    kw = dict(max_iter=3, mask_size=2, blur_sigma=1, mask_sigma=0, jitter=1)
+    assert torch.equal(fn(model, x, [0], **kw), fn(model, x, [7], **kw))
+
+
+@pytest.mark.parametrize("kernel", ["torchray", "thesis"])
+def test_blocked_generator_equals_torchray_generate_per_mask(kernel):
+    """Our generator on K masks at once (no nearest-upsampled copy) equals TorchRay's
+    ``MaskGenerator.generate`` run mask by mask (one per image and area) with the same weights:
+    masks and parameter gradients up to float rounding, at the default preset's, TorchRay's and an
+    odd geometry."""
+    from torchray.attribution.extremal_perturbation import MaskGenerator
+    for shape, step, sigma in (((56, 56), 4, 8.0), ((224, 224), 7, 21.0), ((30, 26), 3, 5.0)):
+        gen = SmoothMaskGenerator(shape, step, sigma, kernel)
+        params = torch.rand(6, 1, *gen.shape_in, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        probe = torch.rand(6, 1, *gen.shape_out, generator=torch.Generator().manual_seed(1))
+        cropped, full = gen.generate(params)
+        ours_grad, = torch.autograd.grad((full * probe).sum() + cropped.sum(), params)
+        for k in range(len(params)):
+            one = params[k:k + 1].detach().requires_grad_(True)
+            ref_cropped, ref_full = MaskGenerator.generate(gen, one)
+            ref_grad, = torch.autograd.grad((ref_full * probe[k:k + 1]).sum() + ref_cropped.sum(), one)
+            assert torch.allclose(full[k:k + 1], ref_full, atol=1e-6)
+            assert torch.allclose(cropped[k:k + 1], ref_cropped, atol=1e-6)
+            assert torch.allclose(ours_grad[k:k + 1], ref_grad, rtol=1e-5, atol=1e-5)
