@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from common.config import ConfigError, item, param
+from common.config import item, param
 
 ENTRY_POINT_GROUP = "icv.saliency_methods"
 # row order of the benchmark: baselines first, then by family (SaliencyMethod.family)
@@ -217,7 +217,7 @@ def render_benchmark(rows: Sequence[dict]) -> str:
 # The one benchmark grid: methods x (each chapter's) model x scores, options per method
 # --------------------------------------------------------------------------------------------------
 # methods whose maps cost tens to thousands of forward passes per image: they score the first
-# ``n_images_slow`` images only
+# ``n_images_slow`` images only (a chapter whose scoring costs more than its maps lists more)
 SLOW_METHODS = ("scorecam", "ablationcam", "occlusion", "rise", "opticam", "meaningful")
 
 
@@ -257,11 +257,12 @@ class SaliencyBenchmark:
     meaningful_jitter_px: int = param(1, ge=1)   # tau = 4 at 224 (1: no jitter)
 
     def validate(self) -> None:
+        """Every name is a registered method (common.config.validate names the section in the error)."""
         known = discover()   # torch: only when a run's config is resolved
         for key in ("methods", "extra_methods", "slow_methods"):
             unknown = [m for m in getattr(self, key) if m not in known]
             if unknown:
-                raise ConfigError(f"{key} {getattr(self, key)}: unknown {unknown} (known: {', '.join(sorted(known))})")
+                raise ValueError(f"{key} {getattr(self, key)}: unknown {unknown} (known: {', '.join(sorted(known))})")
 
 
 def benchmark_methods(spec: SaliencyBenchmark, model) -> tuple[list[str], list[str]]:
