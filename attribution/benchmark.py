@@ -1,44 +1,21 @@
 """One benchmark for every saliency method of the registry (002's classification metrics, 002's
 insertion / deletion, 001's pointing game), with seconds per image.
 
-``score_methods`` is the protocol: it takes methods **by registry name**, calls each with the one
-signature on the same images, and scores every map with ``common.saliency_metrics``. The
-experiment functions (``table_benchmark``, ``figure_extremal_areas``) wire it to the data and models.
+``common.saliency.run_benchmark`` is the protocol: it scores the grid of the config's ``saliency``
+section (methods **by registry name**, their options, images per method) with the one signature on
+the same images, every map with ``common.saliency_metrics``. The experiment functions
+(``table_benchmark``, ``figure_extremal_areas``) wire it to the data and models; this module adds
+the chapter's intervals and table rows.
 """
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
-import torch
 
-from common import saliency_metrics as sm
-from common.saliency import benchmark_metrics, get_method, score_methods  # noqa: F401  (the protocol)
+from common.saliency import benchmark_metrics, get_method
 from common.claims import binomial_ci, bootstrap_ci
-
-
-def method_options(cfg, size: int) -> dict[str, dict]:
-    """Per-method options from the config (pixel sizes given for the preset's image size)."""
-    ep = dict(max_iter=cfg.ep_iters, schedule=cfg.ep_schedule, kernel=cfg.ep_kernel, step=cfg.ep_step_px,
-              sigma=cfg.ep_sigma_px, max_blur=cfg.ep_max_blur_px)
-    return {
-        "opticam": dict(max_iter=cfg.opticam_iters),
-        "ig": dict(n_steps=cfg.ig_steps),
-        "rise": dict(num_masks=cfg.rise_masks),
-        "occlusion": dict(window=cfg.occlusion_window_px),
-        "extremal": dict(ep, areas=tuple(cfg.ep_areas)),
-        "meaningful": dict(max_iter=cfg.mp_iters, mask_size=cfg.mp_mask_size, blur_sigma=cfg.mp_blur_px,
-                           mask_sigma=cfg.mp_mask_blur_px, jitter=cfg.mp_jitter_px),
-    }
-
-
-def max_images(cfg) -> dict[str, int]:
-    """Per method, how many of the ordered evaluation images it scores (0 / absent: all)."""
-    from attribution.config import SLOW_METHODS
-    out = {m: cfg.n_images_slow for m in SLOW_METHODS}
-    out["extremal"] = cfg.n_images_extremal
-    return {m: k for m, k in out.items() if k}
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

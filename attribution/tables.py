@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import torch
 
-from attribution.benchmark import (HEADERS, figure_grid, interval_rows, max_images, method_options, metrics_of,
-                                   model_key, score_methods, table_rows)
+from attribution.benchmark import HEADERS, figure_grid, interval_rows, metrics_of, model_key, table_rows
 from attribution.models import IMAGENET_MEAN, IMAGENET_STD, normalise_digits, trained_canvas_cnn, zoo_model
 from common.data import fixed_subset
 from common.errors import UserFacingError
+from common.saliency import benchmark_methods, method_options, run_benchmark
 
 
 class PointingWeightsMissing(UserFacingError):
@@ -28,12 +28,12 @@ def evaluation_data(cfg, ctx):
     if cfg.model == "canvas_cnn":
         model, info = trained_canvas_cnn(cfg, ctx)
         test = ctx.load_dataset(cfg.dataset, cfg.eval_split)
-        idx = fixed_subset(len(test), cfg.n_images, seed=0)   # like 002's fixed 1000-image subset
+        idx = fixed_subset(len(test), cfg.saliency.n_images, seed=0)   # like 002's fixed 1000-image subset
         x, y = normalise_digits(test.x[idx]), torch.as_tensor(test.y[idx])
         return model, x, y, [b for b in test.boxes[idx]], 10, test.x[idx, ..., 0], test.boxes[idx], info
     model = zoo_model(cfg.model, cfg.weights)
     data = ctx.load_dataset(cfg.dataset, cfg.eval_split)
-    idx = fixed_subset(len(data), cfg.n_images, seed=0)
+    idx = fixed_subset(len(data), cfg.saliency.n_images, seed=0)
     xs, ys, regions, boxes = [], [], [], []
     for i in idx:
         img, label = data.dataset[int(i)]
@@ -79,8 +79,9 @@ def pointing_on_detection(cfg, ctx, name: str, options) -> dict[str, float]:
     opts = dict(options)
     if name == "coco2014" and "extremal" in opts:
         opts["extremal"] = dict(opts["extremal"], areas=tuple(cfg.ep_coco_areas))
+    methods, _ = benchmark_methods(cfg.saliency, model)
     out = {}
-    for method in cfg.methods:
+    for method in methods:
         maps, regions, classes, seconds = [], [], [], 0.0
         for s in range(0, len(pairs), cfg.batch_size):
             chunk = pairs[s:s + cfg.batch_size]
@@ -106,7 +107,7 @@ def pointing_on_detection(cfg, ctx, name: str, options) -> dict[str, float]:
         out[method] = {"pointing": pg["accuracy"], "seconds_per_image": seconds / max(len(pairs), 1)}
     ctx.table(f"Pointing game on {name} ({len(pairs)} pairs, {cfg.model}, weights {cfg.pointing_weights})",
               ["method", "pointing ↑", "s / pair"],
-              [[m, out[m]["pointing"], out[m]["seconds_per_image"]] for m in cfg.methods])
+              [[m, out[m]["pointing"], out[m]["seconds_per_image"]] for m in methods])
     return benchmark_metrics(out, f"{cfg.model}-{name}")
 
 
@@ -114,10 +115,8 @@ def table_benchmark(cfg, ctx) -> dict:
     """Every method x every metric with seconds per image (002 Tab 2.1 + 2.4 columns, 001 Tab 1's
     pointing game), the Fake-CAM check (claims), and the figure grid."""
     model, x, y, regions, n_cls, show, boxes, info = evaluation_data(cfg, ctx)
-    options = method_options(cfg, cfg.image_size)
-    scores = score_methods(model, x, y, list(cfg.methods), options, batch_size=cfg.batch_size, regions=regions,
-                           num_classes=n_cls, tolerance=cfg.pointing_tolerance, progress=cfg.progress,
-                           n_steps=cfg.insertion_steps, max_images=max_images(cfg))
+    scores = run_benchmark(model, x, y, cfg.saliency, batch_size=cfg.batch_size, regions=regions, num_classes=n_cls,
+                           tolerance=cfg.pointing_tolerance, progress=cfg.progress)
     metrics = metrics_of(scores, model_key(cfg))
     metrics.update({k: float(v) for k, v in info.items()})
     metrics["n_images"] = len(x)
@@ -125,7 +124,7 @@ def table_benchmark(cfg, ctx) -> dict:
     ctx.table(f"Saliency benchmark: {cfg.model}{acc} on {cfg.dataset}/{cfg.eval_split}, up to {len(x)} images "
               f"(AD / AG / AI / insertion / deletion / pointing in %)", HEADERS, table_rows(scores),
               note="Masks multiply the model's normalised input (as 002). Insertion / deletion: "
-                   f"{cfg.insertion_steps} steps (common.saliency_metrics). Pointing: hit within "
+                   f"{cfg.saliency.insertion_steps} steps (common.saliency_metrics). Pointing: hit within "
                    f"{cfg.pointing_tolerance:g} px of the target box, mean over the classes with scored images. "
                    "Each method scores the first 'images' of the same ordered subset; s / image after one "
                    "untimed warm-up call.")
@@ -135,11 +134,12 @@ def table_benchmark(cfg, ctx) -> dict:
                       boxes=boxes if all(b is not None for b in boxes[:cfg.n_figure_images]) else None)
     ctx.savefig(fig, "figure_grid", "one row per image, one column per method (box: the target digit)")
     for name in cfg.pointing_sets:
-        metrics.update(pointing_on_detection(cfg, ctx, name, options))
+        metrics.update(pointing_on_detection(cfg, ctx, name, method_options(cfg.saliency, cfg.image_size)))
     if cfg.model == "canvas_cnn":
+        sal = cfg.saliency
         ctx.note("Default preset: fewer iterations than the sources (extremal "
-                 f"{cfg.ep_iters} vs 1600, meaningful {cfg.mp_iters} vs 300, RISE {cfg.rise_masks} masks vs 8000, "
-                 f"IG {cfg.ig_steps} steps vs 50) and sizes scaled from 224 to {cfg.image_size} px; the paper "
+                 f"{sal.extremal_iters} vs 1600, meaningful {sal.meaningful_iters} vs 300, RISE {sal.rise_masks} masks "
+                 f"vs 8000, IG {sal.ig_steps} steps vs 50) and sizes scaled from 224 to {cfg.image_size} px; the paper "
                  "preset uses the sources' values.")
     return metrics
 
@@ -152,10 +152,10 @@ def figure_extremal_areas(cfg, ctx) -> dict:
     n = min(cfg.n_area_images, len(x))
     x, y = x[:n], y[:n]
     areas = tuple(cfg.ep_figure_areas)
-    opts = method_options(cfg, cfg.image_size)["extremal"]
+    opts = method_options(cfg.saliency, cfg.image_size)["extremal"]
     opts.pop("areas")
     res = extremal_perturbation(model, x, y, areas, variant="preserve", progress=cfg.progress, **opts)
-    a_star = optimal_area(model, x, y, res["masks"], areas, max_blur=cfg.ep_max_blur_px)
+    a_star = optimal_area(model, x, y, res["masks"], areas, max_blur=cfg.saliency.extremal_max_blur_px)
     fig, axes = plt.subplots(n, len(areas) + 1, figsize=(1.4 * (len(areas) + 1), 1.5 * n), squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(show[i], cmap="gray")

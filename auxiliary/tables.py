@@ -398,44 +398,44 @@ def figure_7_5(cfg, ctx) -> dict:
 
 
 def saliency_benchmark(cfg, ctx) -> dict:
-    """The CAM of SSAL's main head and of every branch beside Grad-CAM / Grad-CAM++ / Saliency / IG,
-    all explaining the three-branch SSAL model's joint prediction (Eq 7.5) of the same test images,
-    scored by ``common.saliency.score_methods``; the rows go to the repository-wide benchmark
-    (``saliency/<dataset>-ssal/<method>/<score>``)."""
+    """The CAM of SSAL's main head and of every branch beside every generic method of the registry
+    (Grad-CAM ..., Opti-CAM, extremal, RISE, Fake-CAM), all explaining the three-branch SSAL model's
+    joint prediction (Eq 7.5) of the same test images, scored under the one protocol
+    (``common.saliency.run_benchmark`` over the config's ``saliency`` grid); the rows go to the
+    repository-wide benchmark (``saliency/<dataset>-ssal/<method>/<score>``)."""
     from common.plotting import plt
-    from common.saliency import benchmark_metrics, get_method, score_methods
+    from common.saliency import benchmark_methods, benchmark_metrics, get_method, run_benchmark
     data = load_data(cfg, ctx)
     model, gs = _three(cfg, ctx, data, cfg.arch)
     clf = S.SSALClassifier(model, gs, cfg.eta).eval()
     for p in clf.parameters():
         p.requires_grad_(True)
-    n = min(cfg.n_saliency_images, len(data.y_test))
+    n = min(cfg.saliency.n_images, len(data.y_test))
     idx = fixed_subset(len(data.y_test), n, seed=0)   # the same images every seed
     x, y = data.x_test[idx], data.y_test[idx]
-    methods = [m for m in cfg.saliency_methods if get_method(m).applicable(clf)]
-    skipped = sorted(set(cfg.saliency_methods) - set(methods))
-    options = {m: {"layer": clf.cam_layer} for m in methods if get_method(m).needs_layer}
-    if "ig" in methods:
-        options["ig"] = {"n_steps": cfg.ig_steps}
-    scores = score_methods(clf, x, y, methods, options, batch_size=cfg.eval_batch_size, progress=cfg.progress_bars)
+    methods, skipped = benchmark_methods(cfg.saliency, clf)
+    scores = run_benchmark(clf, x, y, cfg.saliency, batch_size=cfg.eval_batch_size, layer=clf.cam_layer,
+                           progress=cfg.progress_bars)
     metrics = benchmark_metrics(scores, model_key=f"{cfg.dataset}-ssal")
     rows = []
     for name, r in scores.items():
+        k = r["n"]        # a costly method scores the first k images
         lo, hi = cluster_bootstrap_ci(np.asarray(r["insertion_each"]), None if data.test_clusters is None
-                                      else data.test_clusters[idx], cfg.n_boot, seed=ctx.seed)
+                                      else data.test_clusters[idx[:k]], cfg.n_boot, seed=ctx.seed)
         metrics.update({f"{name}_insertion": float(r["insertion"]), f"{name}_insertion_lo": float(lo),
                         f"{name}_insertion_hi": float(hi), f"{name}_deletion": float(r["deletion"]),
                         f"{name}_AD": float(r["AD"]), f"{name}_AI": float(r["AI"])})
-        rows.append([get_method(name).label, r["AD"], r["AI"], r["AG"], r["insertion"], f"[{lo:.1f}, {hi:.1f}]",
+        rows.append([get_method(name).label, k, r["AD"], r["AI"], r["AG"], r["insertion"], f"[{lo:.1f}, {hi:.1f}]",
                      r["deletion"], r["seconds_per_image"]])
     with torch.no_grad():
         metrics["jp_acc_on_images"] = 100 * float((clf(x).argmax(1) == y).float().mean())
     metrics["n_images"] = n
     ctx.table(f"Saliency benchmark on the three-branch SSAL model ({cfg.arch}, {cfg.dataset}, {n} test images, "
               f"explaining the joint prediction's probability of the true label)",
-              ["method", "AD ↓", "AI ↑", "AG ↑", "insertion ↑", "95 % CI", "deletion ↓", "s / image"], rows,
-              note="AD / AI / AG and insertion / deletion from common.saliency.score_methods; the model's output "
-                   "is Eq 7.5's joint probability (auxiliary.ssal.SSALClassifier)" +
+              ["method", "images", "AD ↓", "AI ↑", "AG ↑", "insertion ↑", "95 % CI", "deletion ↓", "s / image"], rows,
+              note="AD / AI / AG and insertion / deletion from common.saliency.run_benchmark; the model's output "
+                   "is Eq 7.5's joint probability (auxiliary.ssal.SSALClassifier); each method scores the first "
+                   "'images' of the same ordered test images" +
                    (f"; skipped (not applicable): {', '.join(skipped)}" if skipped else ""))
     show = min(4, n)
     fig, axes = plt.subplots(show, len(methods) + 1, figsize=(1.6 * (len(methods) + 1), 1.0 * show), squeeze=False)
@@ -444,14 +444,17 @@ def saliency_benchmark(cfg, ctx) -> dict:
         axes[r, 0].imshow(img, cmap="gray")
         axes[r, 0].set_title(data.classes[int(y[r])], fontsize=6)
         for c, name in enumerate(methods):
+            if r == 0:
+                axes[r, c + 1].set_title(name, fontsize=6)
+            if r >= scores[name]["n"]:
+                continue
             mp = scores[name]["maps"][r].cpu().numpy()
             axes[r, c + 1].imshow(img, cmap="gray")
             axes[r, c + 1].imshow(np.kron(mp, np.ones((cfg.downsample, cfg.downsample))), cmap="jet", alpha=0.45)
-            if r == 0:
-                axes[r, c + 1].set_title(name, fontsize=6)
     for ax in axes.flat:
         ax.axis("off")
-    ctx.savefig(fig, "saliency_maps", "Maps of every method on the first benchmark images (SSAL heads' CAMs first)")
+    ctx.savefig(fig, "saliency_maps", "Maps of every method on the first benchmark images (SSAL heads' CAMs first; "
+                                      "a costly method only on the images it scored)")
     return metrics
 
 

@@ -9,6 +9,12 @@ Chapters register methods with ``register_method`` in a module they declare unde
 group ``icv.saliency_methods`` (pyproject.toml); ``discover()`` imports those modules, so common/
 never names a chapter and chapters never import each other. ``score_methods`` is the protocol every
 benchmark row goes through: the same images, the same metrics, seconds per image.
+
+``SaliencyBenchmark`` is the one grid every chapter scores: a config section (each chapter's config
+holds one, its presets set it with dotted keys ``saliency.<field>``) naming the methods, their
+options and how many images each scores; ``run_benchmark`` runs it on a chapter's model and images.
+By default it scores every registered method that explains any classifier plus the chapter's own
+(``extra_methods``), so a method registered once is scored by every chapter.
 """
 from __future__ import annotations
 
@@ -20,7 +26,11 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from common.config import item, param
+
 ENTRY_POINT_GROUP = "icv.saliency_methods"
+# row order of the benchmark: baselines first, then by family (SaliencyMethod.family)
+FAMILIES = ("baseline", "cam", "gradient", "perturbation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +77,14 @@ def get_method(name: str) -> SaliencyMethod:
     if name not in methods:
         raise KeyError(f"unknown saliency method '{name}' (known: {', '.join(sorted(methods))})")
     return methods[name]
+
+
+def generic_methods() -> list[str]:
+    """Every registered method that explains any classifier (``applies_to`` None), baselines first,
+    then by family, in registration order within a family."""
+    methods = [m for m in discover().values() if m.applies_to is None]
+    return [m.name for m in sorted(methods, key=lambda m: FAMILIES.index(m.family) if m.family in FAMILIES
+                                   else len(FAMILIES))]
 
 
 def compute_maps(name: str, model, x, y, options: Mapping, batch_size: int, warmup: bool = True):
@@ -193,3 +211,112 @@ def render_benchmark(rows: Sequence[dict]) -> str:
                       f"{r['experiment']} ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}, "
                       f"{r['commit']})"])
     return markdown_table(["model", "method", "implementation", *[h for _, h in BENCHMARK_COLUMNS], "from"], table)
+
+
+# --------------------------------------------------------------------------------------------------
+# The one benchmark grid: methods x (each chapter's) model x scores, options per method
+# --------------------------------------------------------------------------------------------------
+# methods whose maps cost tens to thousands of forward passes per image: they score the first
+# ``n_images_slow`` images only (a chapter whose scoring costs more than its maps lists more)
+SLOW_METHODS = ("scorecam", "ablationcam", "occlusion", "rise", "opticam", "meaningful")
+
+
+@dataclasses.dataclass
+class SaliencyBenchmark:
+    """The saliency benchmark of one chapter: which methods, with which options, on how many images.
+
+    Defaults: the sources' settings (224 x 224 images) with iterations cut and pixel sizes scaled to
+    56 x 56 images; a chapter's config sets its own (its images' size, its cost budget). Pixel sizes
+    (``*_px``) are in pixels of the images the chapter scores."""
+    # registry names; (): every registered method that explains any classifier (generic_methods)
+    methods: tuple = param((), items=item(str, kind="name"))
+    # the chapter's own methods (e.g. ones that explain only its models), scored first
+    extra_methods: tuple = param((), items=item(str, kind="name"))
+    n_images: int = param(200, ge=2)          # images scored (the chapter picks them, fixed order)
+    # the costly methods and extremal score the first so many of the same ordered images (0: all)
+    slow_methods: tuple = param(SLOW_METHODS, items=item(str, kind="name"))
+    n_images_slow: int = param(32, ge=0)
+    n_images_extremal: int = param(12, ge=0)
+    insertion_steps: int = param(28, ge=1)    # insertion / deletion steps (002: 224 at 224 x 224)
+    opticam_iters: int = param(100, ge=1)     # 002: at most 100
+    ig_steps: int = param(20, ge=1)           # captum's default is 50
+    rise_masks: int = param(1000, ge=1)       # TorchRay's default 8000
+    occlusion_window_px: int = param(8, ge=1)  # stride: half the window
+    extremal_iters: int = param(100, ge=1)    # 001's tables: 1600
+    extremal_schedule: str = param("thesis", choices=("thesis", "torchray"))
+    extremal_kernel: str = param("thesis", choices=("thesis", "torchray"))
+    extremal_step_px: int = param(4, ge=1)    # TorchRay's 7 at 224 (scaled to 56: 2; 4 costs less)
+    extremal_sigma_px: float = param(8.0, gt=0)   # TorchRay's 21 at 224 (scaled to 56: 5)
+    extremal_max_blur_px: float = param(5.0, gt=0)  # TorchRay's 20 at 224
+    # fractions of the image; 001's VOC pointing game
+    extremal_areas: tuple = param((0.025, 0.05, 0.1, 0.2), items=item(float, gt=0, lt=1), min_length=1)
+    meaningful_iters: int = param(100, ge=1)  # 001: 300
+    meaningful_mask_size: int = param(7, ge=2)  # 001: 28 at 224 (upsampling factor 8)
+    meaningful_blur_px: float = param(2.5, gt=0)  # sigma0 = 10 at 224
+    meaningful_mask_blur_px: float = param(1.25, ge=0)   # sigma_m = 5 at 224
+    meaningful_jitter_px: int = param(1, ge=1)   # tau = 4 at 224 (1: no jitter)
+
+    def validate(self) -> None:
+        """Every name is a registered method (common.config.validate names the section in the error)."""
+        known = discover()   # torch: only when a run's config is resolved
+        for key in ("methods", "extra_methods", "slow_methods"):
+            unknown = [m for m in getattr(self, key) if m not in known]
+            if unknown:
+                raise ValueError(f"{key} {getattr(self, key)}: unknown {unknown} (known: {', '.join(sorted(known))})")
+
+
+def benchmark_methods(spec: SaliencyBenchmark, model) -> tuple[list[str], list[str]]:
+    """(the methods ``spec`` scores on ``model`` in row order, the ones skipped: not applicable to it)."""
+    names = list(dict.fromkeys([*spec.extra_methods, *(spec.methods or generic_methods())]))
+    scored = [n for n in names if get_method(n).applicable(model)]
+    return scored, [n for n in names if n not in scored]
+
+
+def method_options(spec: SaliencyBenchmark, image_size: int | Sequence[int], layer=None) -> dict[str, dict]:
+    """Per registry name, the options ``spec`` gives it; ``layer`` (a module of the model) goes to
+    every method that ``needs_layer`` (None: each method's default layer). ``image_size``: the
+    images' side, or (height, width); a window larger than the images is refused."""
+    side = min(image_size) if isinstance(image_size, Sequence) else int(image_size)
+    for key in ("occlusion_window_px", "meaningful_mask_size"):
+        if getattr(spec, key) > side:
+            raise ValueError(f"saliency benchmark: {key} = {getattr(spec, key)} is larger than the images ({side} px)")
+    options = {
+        "opticam": dict(max_iter=spec.opticam_iters),
+        "ig": dict(n_steps=spec.ig_steps),
+        "rise": dict(num_masks=spec.rise_masks),
+        "occlusion": dict(window=spec.occlusion_window_px),
+        "extremal": dict(max_iter=spec.extremal_iters, schedule=spec.extremal_schedule, kernel=spec.extremal_kernel,
+                         step=spec.extremal_step_px, sigma=spec.extremal_sigma_px, max_blur=spec.extremal_max_blur_px,
+                         areas=tuple(spec.extremal_areas)),
+        "meaningful": dict(max_iter=spec.meaningful_iters, mask_size=spec.meaningful_mask_size,
+                           blur_sigma=spec.meaningful_blur_px, mask_sigma=spec.meaningful_mask_blur_px,
+                           jitter=spec.meaningful_jitter_px),
+    }
+    if layer is not None:
+        for name, method in discover().items():
+            if method.needs_layer:
+                options[name] = dict(options.get(name, {}), layer=layer)
+    return options
+
+
+def max_images(spec: SaliencyBenchmark) -> dict[str, int]:
+    """Per method, how many of the ordered images it scores (absent: all)."""
+    out = {m: spec.n_images_slow for m in spec.slow_methods}
+    out["extremal"] = spec.n_images_extremal
+    return {m: k for m, k in out.items() if k}
+
+
+def run_benchmark(model, x, y, spec: SaliencyBenchmark, *, batch_size: int, layer=None, regions: Sequence | None = None, num_classes: int | None = None,
+                  tolerance: float = 15.0, extra_options: Mapping[str, Mapping] | None = None,
+                  progress: bool = False) -> dict[str, dict]:
+    """``score_methods`` over the grid ``spec`` on ``model`` and the images ``x`` (ordered; the chapter
+    picks ``spec.n_images`` of them): every method of ``benchmark_methods`` that applies to the model,
+    with ``method_options`` for the images' size (updated per method by ``extra_options``, e.g. a
+    seed) and ``max_images``."""
+    names, _ = benchmark_methods(spec, model)
+    options = method_options(spec, tuple(x.shape[2:]), layer)
+    for name, extra in (extra_options or {}).items():
+        options[name] = dict(options.get(name, {}), **extra)
+    return score_methods(model, x, y, names, options, batch_size=batch_size, regions=regions,
+                         num_classes=num_classes, tolerance=tolerance, progress=progress,
+                         n_steps=spec.insertion_steps, max_images=max_images(spec))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from common.config import ConfigError, param
+from common.saliency import SaliencyBenchmark
 
 # alpha_lk of semantic morphing per dataset (003 L1601/L1753: MNIST 0.1; L1826-1828: NotMNIST 10;
 # L1907: FashionMNIST "the same as with NotMNIST")
@@ -76,10 +77,19 @@ class PathMaskConfig:
     mask_path_steps: int = param(16, ge=3)          # n of the path-mask path (thesis: not given; 4.4 uses 100)
     mask_samples: int = param(6, ge=1)              # Fig 5.3: correctly classified test inputs
     mask_wrong: int = param(2, ge=0)                # Fig 5.5: misclassified test inputs
-    # beyond the document: path-mask against captum / pytorch-grad-cam on the same CNN
-    bench_images: int = param(16, ge=2)             # correctly classified test images
+    # beyond the document: path-mask beside every generic method of common.saliency's grid on the same
+    # CNN and correctly classified test images (28 x 28 px); the costly methods on a few images, with
+    # fewer iterations and pixel sizes for the small images (README "Decisions": its cost). The methods
+    # scored before the grid (Saliency, IG, occlusion, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM) keep
+    # all images; every other scores the first 4 (scoring, 224 steps, costs as much as most maps)
+    saliency: SaliencyBenchmark = param(default_factory=lambda: SaliencyBenchmark(
+        extra_methods=("pathmask",), n_images=16,
+        slow_methods=("fakecam", "center", "ablationcam", "xgradcam", "opticam", "rise", "meaningful"),
+        n_images_slow=4, n_images_extremal=2, insertion_steps=224, ig_steps=32, opticam_iters=50, rise_masks=500,
+        occlusion_window_px=4, extremal_iters=30, extremal_step_px=2, extremal_sigma_px=4.0,
+        extremal_max_blur_px=2.5, meaningful_iters=50, meaningful_mask_size=7, meaningful_blur_px=1.25,
+        meaningful_mask_blur_px=0.6), identity=False)
     bench_top: float = param(0.1, gt=0, lt=1)       # contrastive score: fraction of top pixels moved to the morph
-    bench_ig_steps: int = param(32, ge=2)           # Integrated Gradients steps
     # claims
     error_rate_tol: float = param(0.05, gt=0)       # |error rate - 0.03| tolerance of the Wilson interval
     eval_batch: int = param(500, ge=1)
@@ -109,7 +119,8 @@ PRESETS = {
     "smoke": {"cnn.epochs": 1, "vae.epochs": 1, "best_of": 4, "recon_label_samples": 20, "interp_pairs": 20, "path_steps": 20,
               "corr_pairs": 8, "corr_path_steps": 10, "morph_samples": 8, "morph_batch": 4, "morph_segment": 10,
               "morph_max_steps": 30, "morph_lr": 0.05, "mask_steps": 10, "mask_path_steps": 5, "mask_patience": 0,
-              "mask_samples": 2, "mask_wrong": 1, "n_examples": 3, "bench_images": 3, "bench_ig_steps": 4,
+              "mask_samples": 2, "mask_wrong": 1, "n_examples": 3, "saliency.n_images": 3, "saliency.ig_steps": 4,
+              "saliency.methods": ("saliency", "ig", "occlusion", "gradcam", "gradcampp", "scorecam", "layercam"),
               "progress": False},
     "default": {},
     "paper": {"dataset": "mnist", "cnn.epochs": 10, "vae.epochs": 50, "cnn.batch_size": 128, "vae.batch_size": 128,

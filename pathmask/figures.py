@@ -424,38 +424,41 @@ def path_mask(cfg, ctx) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 def beyond_saliency(cfg, ctx) -> dict:
-    """Beyond the document: is path-mask a good explanation? Path-mask against captum's Saliency,
-    Integrated Gradients, Occlusion, pytorch-grad-cam's CAMs and an |input - morph| baseline on the very same classifier (a
-    torch copy of the Flax CNN, tested to give its logits), scored by common.saliency.score_methods
-    (AD / AI / AG, insertion, deletion) and by the contrastive score: the drop of p_self - p_other
-    when the top-k % pixels of a map take the morph's values (moved to the other end of the path)."""
+    """Beyond the document: is path-mask a good explanation? Path-mask beside every generic method of
+    the repository's grid (captum's Saliency, IG, Occlusion, pytorch-grad-cam's CAMs, Opti-CAM,
+    extremal and meaningful perturbation, RISE, Fake-CAM ...) and an |input - morph| baseline on the
+    very same classifier (a torch copy of the Flax CNN, tested to give its logits), scored under the
+    one protocol (``common.saliency.run_benchmark`` over the config's ``saliency`` grid: AD / AI /
+    AG, insertion, deletion) and by the contrastive score: the drop of p_self - p_other when the
+    top-k % pixels of a map take the morph's values (moved to the other end of the path)."""
     import torch
-    from common.saliency import benchmark_metrics, discover, get_method, score_methods
+    from common.saliency import benchmark_methods, benchmark_metrics, get_method, run_benchmark
     from common.saliency_metrics import minmax
     from pathmask.saliency import contrastive_drop, explainable_cnn, score_maps
     M = _models(cfg, ctx)
     net = explainable_cnn(M)
     pred = M.logits(M.test.x).argmax(1)
     right = np.flatnonzero(pred == M.test.y)
-    sel = right[fixed_subset(len(right), cfg.bench_images, ctx.seed)]
+    sel = right[fixed_subset(len(right), cfg.saliency.n_images, ctx.seed)]
     x = torch.as_tensor(M.test.x[sel]).permute(0, 3, 1, 2).contiguous()
     y = torch.as_tensor(pred[sel])
-    cams = ("gradcam", "gradcampp", "scorecam", "layercam")
-    names = [n for n in ("pathmask", "saliency", "ig", "occlusion", *cams) if n in discover()]
-    assert all(get_method(n).applicable(net) for n in names), names
+    names, skipped = benchmark_methods(cfg.saliency, net)
+    if "pathmask" not in names:
+        raise ValueError(f"the contrastive score needs path-mask's morphs: 'pathmask' is not scored ({names})")
     kept = []
-    options = {"pathmask": {"seed": ctx.seed, "keep": kept}, "ig": {"n_steps": cfg.bench_ig_steps},
-               **{c: {"layer": net.features[-1]} for c in cams}}
     torch.manual_seed(ctx.seed)
-    scores = score_methods(net, x, y, names, options, batch_size=len(sel), progress=cfg.progress)
+    scores = run_benchmark(net, x, y, cfg.saliency, batch_size=len(sel), layer=net.features[-1],
+                           extra_options={"pathmask": {"seed": ctx.seed, "keep": kept}}, progress=cfg.progress)
     ex = kept[-1]                                                     # the morphs of path-mask's run
     morphs = torch.as_tensor(ex.paths[:, 0]).permute(0, 3, 1, 2)
     other = ex.other_labels
     # baselines: random pixels, and |input - morph| (no optimisation; it knows the morph as path-mask does)
     rand = torch.rand(len(sel), *x.shape[2:], generator=torch.Generator().manual_seed(ctx.seed))
     absdiff = minmax((x - morphs).abs().sum(1))
-    scores["absdiff"] = score_maps(net, x, y, absdiff)
-    contrast = {n: contrastive_drop(net, x, scores[n]["maps"], morphs, y, other, cfg.bench_top)
+    scores["absdiff"] = dict(score_maps(net, x, y, absdiff, n_steps=cfg.saliency.insertion_steps), n=len(sel))
+    # a costly method scored the first n images: its contrastive score is over those
+    contrast = {n: contrastive_drop(net, x[:scores[n]["n"]], scores[n]["maps"], morphs[:scores[n]["n"]],
+                                    y[:scores[n]["n"]], other[:scores[n]["n"]], cfg.bench_top)
                 for n in [*names, "absdiff"]}
     contrast["random"] = contrastive_drop(net, x, rand, morphs, y, other, cfg.bench_top)
     out = benchmark_metrics({n: scores[n] for n in names}, model_key="mnist5k-pathmask-cnn" if cfg.dataset == "mnist5k"
@@ -476,12 +479,14 @@ def beyond_saliency(cfg, ctx) -> dict:
     impl["random"], impl["absdiff"] = "-", "ours (no optimisation)"
     ci = lambda n, k_: f"{scores[n][k_]:.1f} [{out[f'{k_}_{n}_lo']:.1f}, {out[f'{k_}_{n}_hi']:.1f}]"
     ctx.table(f"Path-mask against attribution methods on the same CNN ({len(sel)} correctly classified test "
-              f"images). Scores that do not know the morph: AD / AI / AG, insertion, deletion (95 % CI over images). "
+              f"images; a costly method scores the first 'images' of them). Scores that do not know the morph: "
+              f"AD / AI / AG, insertion, deletion (95 % CI over images). "
               f"Score that knows the morph: contrastive (top {cfg.bench_top:.0%} pixels moved to the morph); "
-              f"path-mask and abs(input - morph) are built from the morph, the others are not.",
-              ["method", "implementation", "AD (lower better)", "AI", "AG", "insertion", "deletion (lower better)",
-               "contrastive drop of p_self - p_other [95 % CI]", "s / image"],
-              [[labels[n], impl[n],
+              f"path-mask and abs(input - morph) are built from the morph, the others are not"
+              + (f". Skipped (not applicable): {', '.join(skipped)}" if skipped else "."),
+              ["method", "implementation", "images", "AD (lower better)", "AI", "AG", "insertion",
+               "deletion (lower better)", "contrastive drop of p_self - p_other [95 % CI]", "s / image"],
+              [[labels[n], impl[n], scores[n]["n"] if n in scores else len(sel),
                 *([scores[n][k_] for k_ in ("AD", "AI", "AG")] + [ci(n, "insertion"), ci(n, "deletion")]
                   if n in scores else ["-"] * 5),
                 f"{contrast[n].mean():.3f} [{out[f'contrast_{n}_lo']:.3f}, {out[f'contrast_{n}_hi']:.3f}]",
@@ -493,7 +498,8 @@ def beyond_saliency(cfg, ctx) -> dict:
         _img(axes[r, 0], M.test.x[sel[r]], M.train.classes[int(y[r])] if r else "input")
         _img(axes[r, 1], ex.paths[r, 0], f"morph {M.train.classes[other[r]]}" if r == 0 else M.train.classes[other[r]])
         for c, n in enumerate(names):
-            axes[r, c + 2].imshow(scores[n]["maps"][r].numpy(), cmap="jet", vmin=0, vmax=1)
+            if r < scores[n]["n"]:          # a costly method: only the images it scored
+                axes[r, c + 2].imshow(scores[n]["maps"][r].numpy(), cmap="jet", vmin=0, vmax=1)
             axes[r, c + 2].set_xticks([]), axes[r, c + 2].set_yticks([])
             if r == 0:
                 axes[r, c + 2].set_title(labels[n], fontsize=7)

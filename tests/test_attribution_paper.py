@@ -8,11 +8,12 @@ import pytest
 pytest.importorskip("torchvision")
 
 # the paper preset's values except the sizes and iterations (seconds, not hours, on CPU)
-TINY = {"weights": "random", "image_size": 64, "n_images": 3, "batch_size": 2, "pointing_weights": "random",
-        "ep_iters": 2, "ep_step_px": 4, "ep_sigma_px": 8.0, "ep_max_blur_px": 4.0, "mp_iters": 2, "mp_mask_size": 8,
-        "opticam_iters": 2, "rise_masks": 8, "ig_steps": 2, "occlusion_window_px": 16, "n_figure_images": 2,
-        "n_area_images": 1, "progress": False,
-        "methods": ("fakecam", "gradcam", "opticam", "extremal")}
+TINY = {"weights": "random", "image_size": 64, "saliency.n_images": 3, "batch_size": 2, "pointing_weights": "random",
+        "saliency.extremal_iters": 2, "saliency.extremal_step_px": 4, "saliency.extremal_sigma_px": 8.0,
+        "saliency.extremal_max_blur_px": 4.0, "saliency.meaningful_iters": 2, "saliency.meaningful_mask_size": 8,
+        "saliency.opticam_iters": 2, "saliency.rise_masks": 8, "saliency.ig_steps": 2,
+        "saliency.occlusion_window_px": 16, "n_figure_images": 2, "n_area_images": 1, "progress": False,
+        "saliency.methods": ("fakecam", "gradcam", "opticam", "extremal")}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_paper_preset_code_path_on_tiny_fixtures(tmp_path, data_root, model):
     m = rec["metrics"] if "metrics" in rec else rec["seeds"][0]["metrics"]
     assert m["n_images"] == 2                     # the fixture's 2 ImageNet val images (subset of 1000 asked)
     rows = f"saliency/{model}-imagenet"
-    for meth in TINY["methods"]:
+    for meth in TINY["saliency.methods"]:
         for k in ("AD", "AG", "AI", "insertion", "deletion", "seconds_per_image"):
             assert math.isfinite(m[f"{rows}/{meth}/{k}"]), (meth, k)
         assert 0 <= m[f"{rows}/{meth}/pointing"] <= 100   # the ImageNet box file of one image
@@ -47,7 +48,7 @@ def test_paper_preset_code_path_on_tiny_fixtures(tmp_path, data_root, model):
 
 def test_paper_preset_without_pointing_weights_says_what_to_pass(tmp_path, data_root):
     from common.experiment import ExperimentFailed, run_experiment
-    over = dict(TINY, model="resnet50", pointing_weights="", methods=("fakecam",))
+    over = dict(TINY, model="resnet50", pointing_weights="", **{"saliency.methods": ("fakecam",)})
     with pytest.raises(ExperimentFailed, match="pointing_weights"):
         run_experiment("attribution.benchmark", "paper", out_root=tmp_path / "out", data_root=str(data_root),
                        seed=0, overrides=over)
@@ -57,4 +58,4 @@ def test_paper_preset_names_the_missing_dataset(tmp_path):
     from common.experiment import ExperimentFailed, run_experiment
     with pytest.raises(ExperimentFailed, match="imagenet"):
         run_experiment("attribution.benchmark", "paper", out_root=tmp_path / "out", data_root=str(tmp_path),
-                       seed=0, overrides=dict(TINY, methods=("fakecam",)))
+                       seed=0, overrides=dict(TINY, **{"saliency.methods": ("fakecam",)}))

@@ -69,3 +69,50 @@ def test_protocol_scores_a_registered_method_and_names_its_keys(registry_restore
     assert get_method("test_left_half").applicable(model) and not get_method("test_left_half").applicable(object())
     with pytest.raises(ValueError):
         benchmark_metrics(scores, "a/b")
+
+
+def test_a_method_registered_once_is_scored_by_every_chapter(registry_restored):
+    """The chapters read the one grid (common.saliency.SaliencyBenchmark in their config's
+    ``saliency`` section): a method registered for any classifier comes out in the benchmark rows of
+    attribution, auxiliary and pathmask at their default preset, beside the chapter's own methods
+    (skipped, and listed, on a model they do not explain), without editing a chapter."""
+    import dataclasses
+
+    from attribution.models import CanvasCNN
+    from common.registry import get
+    from common.saliency import benchmark_methods, run_benchmark
+
+    @register_method("test_everywhere", label="everywhere", family="baseline", implementation="test")
+    def everywhere(model, images, targets):
+        return torch.ones(images.shape[0], *images.shape[2:])
+
+    torch.manual_seed(0)
+    model = CanvasCNN(4, 2).eval()
+    x, y = torch.randn(2, 1, 24, 24), torch.tensor([0, 1])
+    own = {"attribution.benchmark": set(), "auxiliary.saliency_benchmark": {"ssal-cam-f", "ssal-cam-g1"},
+           "pathmask.beyond_saliency": {"pathmask"}}
+    for experiment, chapter_methods in own.items():
+        spec = get(experiment).resolve_config("default").saliency
+        scored, skipped = benchmark_methods(spec, model)
+        assert "test_everywhere" in scored and {"gradcam", "opticam", "extremal", "rise", "fakecam"} <= set(scored)
+        assert chapter_methods <= set(skipped), (experiment, skipped)
+        # the chapter's grid as it is, with iterations cut to keep the test short
+        fast = dataclasses.replace(spec, opticam_iters=2, extremal_iters=2, meaningful_iters=2, rise_masks=8,
+                                   ig_steps=2)
+        rows = benchmark_metrics(run_benchmark(model, x, y, fast, batch_size=2), "toy")
+        assert {k.split("/")[2] for k in rows} == set(scored), experiment
+        assert rows["saliency/toy/test_everywhere/AD"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_bad_benchmark_spec_is_refused():
+    from common.config import ConfigError, validate
+    from common.saliency import SaliencyBenchmark, max_images, method_options
+    with pytest.raises(ConfigError, match="'n_images' = -1"):
+        validate(SaliencyBenchmark(n_images=-1))
+    with pytest.raises(ConfigError, match="unknown \\['nosuch'\\]"):
+        validate(SaliencyBenchmark(extra_methods=("nosuch",)))
+    with pytest.raises(ValueError, match="occlusion_window_px = 8 is larger than the images"):
+        method_options(SaliencyBenchmark(), (6, 12))
+    spec = validate(SaliencyBenchmark(slow_methods=("rise",), n_images_slow=3, n_images_extremal=0))
+    assert max_images(spec) == {"rise": 3}            # 0: every image
+    assert method_options(spec, 56, layer="L")["opticam"] == {"max_iter": 100, "layer": "L"}
