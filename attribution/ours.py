@@ -164,7 +164,10 @@ def meaningful_perturbation(model, images: torch.Tensor, targets, *, max_iter: i
     blurred = gaussian_blur(images, blur_sigma)
     smooth = lambda u: gaussian_blur(u, mask_sigma)          # noqa: E731
     with torch.no_grad():
-        classes = model(images).topk(5, 1).indices if top5 else targets[:, None]
+        logits = model(images)
+        # top-5 of a model with fewer classes: all of them (their probabilities then sum to 1 and the
+        # objective is blind; 001's ImageNet models have 1000 classes)
+        classes = logits.topk(min(5, logits.shape[1]), 1).indices if top5 else targets[:, None]
     m = _circle_init(model, images, blurred, classes, mask_size, smooth, size).requires_grad_(True)
     opt = torch.optim.Adam([m], lr=lr)
     gen = torch.Generator(device="cpu").manual_seed(seed)

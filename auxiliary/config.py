@@ -85,7 +85,7 @@ class SSALConfig:
     saliency: SaliencyBenchmark = param(default_factory=lambda: SaliencyBenchmark(
         extra_methods=("ssal-cam-f", "ssal-cam-g1", "ssal-cam-g2", "ssal-cam-g3"), n_images=24,
         slow_methods=("fakecam", "center", "scorecam", "ablationcam", "xgradcam", "layercam", "opticam", "occlusion",
-                      "rise", "meaningful"),
+                      "rise", "meaningful", "meaningful-top5"),
         n_images_slow=4, n_images_extremal=2, insertion_steps=224, ig_steps=32, opticam_iters=25, rise_masks=500,
         occlusion_window_px=4, extremal_iters=30, extremal_step_px=2, extremal_sigma_px=4.0,
         extremal_max_blur_px=2.5, meaningful_iters=30, meaningful_mask_size=7, meaningful_blur_px=1.25,

@@ -218,7 +218,7 @@ def render_benchmark(rows: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------------------------------
 # methods whose maps cost tens to thousands of forward passes per image: they score the first
 # ``n_images_slow`` images only (a chapter whose scoring costs more than its maps lists more)
-SLOW_METHODS = ("scorecam", "ablationcam", "occlusion", "rise", "opticam", "meaningful")
+SLOW_METHODS = ("scorecam", "ablationcam", "occlusion", "rise", "opticam", "meaningful", "meaningful-top5")
 
 
 @dataclasses.dataclass
@@ -292,6 +292,7 @@ def method_options(spec: SaliencyBenchmark, image_size: int | Sequence[int], lay
                            blur_sigma=spec.meaningful_blur_px, mask_sigma=spec.meaningful_mask_blur_px,
                            jitter=spec.meaningful_jitter_px),
     }
+    options["meaningful-top5"] = dict(options["meaningful"])   # same mask and blur; 001's top-5 objective
     if layer is not None:
         for name, method in discover().items():
             if method.needs_layer:

@@ -84,7 +84,8 @@ class PathMaskConfig:
     # all images; every other scores the first 4 (scoring, 224 steps, costs as much as most maps)
     saliency: SaliencyBenchmark = param(default_factory=lambda: SaliencyBenchmark(
         extra_methods=("pathmask",), n_images=16,
-        slow_methods=("fakecam", "center", "ablationcam", "xgradcam", "opticam", "rise", "meaningful"),
+        slow_methods=("fakecam", "center", "ablationcam", "xgradcam", "opticam", "rise", "meaningful",
+                      "meaningful-top5"),
         n_images_slow=4, n_images_extremal=2, insertion_steps=224, ig_steps=32, opticam_iters=50, rise_masks=500,
         occlusion_window_px=4, extremal_iters=30, extremal_step_px=2, extremal_sigma_px=4.0,
         extremal_max_blur_px=2.5, meaningful_iters=50, meaningful_mask_size=7, meaningful_blur_px=1.25,
