@@ -92,7 +92,7 @@ class AdversarialConfig:
     # default's dominant cost; the table keeps APGD-CE's first run beside all restarts to show what they add)
     adaptive_restarts: int = param(1, ge=1)
     square_queries: int = param(5000, ge=1)         # AutoAttack standard's Square: the published 5000
-    pgd_steps: int = param(100, ge=1)
+    pgd_steps: int = param(50, ge=1)                # PGD is the reference beside APGD's 100 (paper: 100; cost)
     pgd_restarts: int = param(1, ge=1)              # later restarts only on the survivors (paper: 2)
     check_eps: float = param(20.0, gt=0)            # L_inf (0-255) of the Square-alone and transfer checks
     check_square_queries: int = param(1000, ge=1)   # Square alone at check_eps (a black-box reference)
@@ -135,6 +135,7 @@ PRESETS = {
     "default": {},
     "paper": {**_cap("paper"), "capacity.classifiers": ("resnet50", "inception_v3"), "role_R": "resnet50",
               "role_I": "inception_v3", "n_eval": 50_000, "batch_size": 100, "n_ssim": 1000, "n_adaptive": 1000,
-              "check_eps": 4.0, "adaptive_norms": ("Linf", "L2"), "l2_budgets": "all", "pgd_restarts": 2,
+              "check_eps": 4.0, "adaptive_norms": ("Linf", "L2"), "l2_budgets": "all", "pgd_steps": 100,
+              "pgd_restarts": 2,
               "autoattack_budgets": "all"},
 }
