@@ -182,17 +182,26 @@ def _batched(fn, x, batch):
     return np.concatenate([np.asarray(fn(x[i:i + batch])) for i in range(0, len(x), batch)])
 
 
+def network_keys(cfg) -> tuple[dict, dict]:
+    """What the CNN and the VAE are trained from (their stage keys): the data, the architecture and
+    each network's own training settings; the morphing, mask and benchmark fields are not, so a
+    ``--set mask_steps=...`` reuses both networks."""
+    data = {"dataset": cfg.dataset, "arch": cfg.resolved_arch(), "test_fraction": cfg.test_fraction}
+    return ({**data, "cnn": cfg.cnn},
+            {**data, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "vae": cfg.vae})
+
+
 def trained_models(cfg, ctx) -> Models:
     """Data, the CNN and the VAE of ``cfg`` for ``ctx.seed``, trained once and then loaded."""
     from pathmask.models import CNN, VAE
     train_split, test_split = load_splits(cfg, ctx)        # datasets first: they key the work folders
     arch = cfg.resolved_arch()
     cnn, vae = CNN(arch, len(train_split.classes)), VAE(arch, cfg.latent_dim)
-    # each network is keyed by the whole config but the other network's training subtree
-    cnn_dir = ctx.work_dir("pathmask-cnn", dataclasses.replace(cfg, vae=None))
+    cnn_key, vae_key = network_keys(cfg)
+    cnn_dir = ctx.work_dir("pathmask-cnn", cnn_key)
     cnn_vars, cnn_info = train(cnn, "cnn", train_split, cfg.cnn, cnn_dir, ctx.seed, progress=cfg.progress,
                                desc="CNN (app. C)")
-    vae_dir = ctx.work_dir("pathmask-vae", dataclasses.replace(cfg, cnn=None))
+    vae_dir = ctx.work_dir("pathmask-vae", vae_key)
     vae_vars, vae_info = train(vae, "vae", train_split, cfg.vae, vae_dir, ctx.seed, kl_weight=cfg.kl_weight,
                                progress=cfg.progress, desc="VAE (app. B, C)")
     return Models(cfg, train_split, test_split, cnn, cnn_vars, vae, vae_vars, cnn_info, vae_info)

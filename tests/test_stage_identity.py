@@ -247,3 +247,25 @@ def test_two_contexts_of_one_process_share_a_stage_without_waiting_for_themselve
     assert d1.resolve() in {p.resolve() for p in C._HELD}      # still held: the second context has it
     second.close()
     assert d1.resolve() not in {p.resolve() for p in C._HELD}   # released with the last context
+
+
+def test_pathmask_networks_are_keyed_by_what_trains_them_only():
+    """A --set of a morphing / mask field reuses the CNN and the VAE; a network's own training field
+    retrains that network alone; the data retrains both (issue 25: the keys held almost the whole config)."""
+    from common.config import config_hash
+    from common.context import _config_identity
+    from common.registry import get
+    from pathmask.training import network_keys
+
+    def keys(**overrides):
+        cfg = get("pathmask.morphing").resolve_config("default", overrides)
+        return tuple(config_hash(_config_identity(k)) for k in network_keys(cfg))
+    cnn, vae = keys()
+    assert keys(mask_steps=50, morph_lr=0.05, alpha_lk=0.0) == (cnn, vae)
+    assert keys(**{"saliency.n_images": 8}) == (cnn, vae)
+    new_cnn, same_vae = keys(**{"cnn.epochs": 2})
+    assert new_cnn != cnn and same_vae == vae
+    same_cnn, new_vae = keys(**{"vae.epochs": 2})
+    assert same_cnn == cnn and new_vae != vae
+    assert keys(kl_weight=0.5)[0] == cnn and keys(kl_weight=0.5)[1] != vae
+    assert all(a != b for a, b in zip(keys(test_fraction=0.3), (cnn, vae)))
