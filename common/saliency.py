@@ -107,6 +107,27 @@ def compute_maps(name: str, model, x, y, options: Mapping, batch_size: int, warm
     return maps, seconds / len(x)
 
 
+def score_maps(model, x, y, maps, *, n_steps: int, p=None) -> dict:
+    """The scores of maps (N, H, W) in [0, 1] for the images ``x`` and classes ``y``: AD / AI / AG
+    and their per-image values (drop, gain, increase), insertion and deletion in ``n_steps`` steps
+    and their per-image AUCs, ``maps`` and ``n``. What ``score_methods`` gives every method, and what
+    a chapter scores maps with that no registered method makes (pathmask's |input - morph|).
+    ``p``: the model's probabilities of ``y`` on ``x``, when already computed."""
+    import torch
+    from common import saliency_metrics as sm
+    p = sm.class_probability(model, x, y) if p is None else p
+    o = sm.class_probability(model, x * maps[:, None].to(x.device), y)
+    r = dict(sm.average_drop_increase_gain(p, o), maps=maps, n=len(x))
+    r["drop"] = ((p - o).clamp_min(0) / p * 100).cpu().numpy()
+    r["gain"] = ((o - p).clamp_min(0) / (1 - p).clamp_min(1e-12) * 100).cpu().numpy()
+    r["increase"] = (p < o).float().cpu().numpy() * 100
+    idl = sm.insertion_deletion(model, x, maps, y, n_steps=n_steps)
+    r["insertion"], r["deletion"] = idl["insertion"] * 100, idl["deletion"] * 100
+    r["insertion_each"] = sm.auc(torch.as_tensor(idl["insertion_curves"])).numpy() * 100
+    r["deletion_each"] = sm.auc(torch.as_tensor(idl["deletion_curves"])).numpy() * 100
+    return r
+
+
 def score_methods(model, x, y, methods: Sequence[str], options: Mapping[str, Mapping],
                   *, batch_size: int, regions: Sequence | None = None, num_classes: int | None = None,
                   tolerance: float = 15.0, progress: bool = False, n_steps: int = 224,
@@ -117,7 +138,6 @@ def score_methods(model, x, y, methods: Sequence[str], options: Mapping[str, Map
     intervals). ``max_images[name]`` (> 0) scores that method on the first so many images only: every
     method reads a prefix of the same ordered images, so two methods compare on the shorter prefix."""
     import numpy as np
-    import torch
     from common import saliency_metrics as sm
     out = {}
     p_all = sm.class_probability(model, x, y)
@@ -126,15 +146,7 @@ def score_methods(model, x, y, methods: Sequence[str], options: Mapping[str, Map
         k = len(x) if not (max_images or {}).get(name) else min(len(x), int(max_images[name]))
         xs, ys, p = x[:k], y[:k], p_all[:k]
         maps, spi = compute_maps(name, model, xs, ys, options.get(name, {}), batch_size)
-        o = sm.class_probability(model, xs * maps[:, None].to(xs.device), ys)
-        r = dict(sm.average_drop_increase_gain(p, o), seconds_per_image=spi, maps=maps, n=k)
-        r["drop"] = ((p - o).clamp_min(0) / p * 100).cpu().numpy()
-        r["gain"] = ((o - p).clamp_min(0) / (1 - p).clamp_min(1e-12) * 100).cpu().numpy()
-        r["increase"] = (p < o).float().cpu().numpy() * 100
-        idl = sm.insertion_deletion(model, xs, maps, ys, n_steps=n_steps)
-        r["insertion"], r["deletion"] = idl["insertion"] * 100, idl["deletion"] * 100
-        r["insertion_each"] = sm.auc(torch.as_tensor(idl["insertion_curves"])).numpy() * 100
-        r["deletion_each"] = sm.auc(torch.as_tensor(idl["deletion_curves"])).numpy() * 100
+        r = dict(score_maps(model, xs, ys, maps, n_steps=n_steps, p=p), seconds_per_image=spi)
         if regions is not None:
             game = sm.PointingGame(num_classes, tolerance)
             for m, region, c in zip(maps.cpu(), regions[:k], ys.tolist()):

@@ -432,9 +432,9 @@ def beyond_saliency(cfg, ctx) -> dict:
     AG, insertion, deletion) and by the contrastive score: the drop of p_self - p_other when the
     top-k % pixels of a map take the morph's values (moved to the other end of the path)."""
     import torch
-    from common.saliency import benchmark_methods, benchmark_metrics, get_method, run_benchmark
+    from common.saliency import benchmark_methods, benchmark_metrics, get_method, run_benchmark, score_maps
     from common.saliency_metrics import minmax
-    from pathmask.saliency import contrastive_drop, explainable_cnn, score_maps
+    from pathmask.saliency import contrastive_drop, explainable_cnn
     M = _models(cfg, ctx)
     net = explainable_cnn(M)
     pred = M.logits(M.test.x).argmax(1)
@@ -455,7 +455,7 @@ def beyond_saliency(cfg, ctx) -> dict:
     # baselines: random pixels, and |input - morph| (no optimisation; it knows the morph as path-mask does)
     rand = torch.rand(len(sel), *x.shape[2:], generator=torch.Generator().manual_seed(ctx.seed))
     absdiff = minmax((x - morphs).abs().sum(1))
-    scores["absdiff"] = dict(score_maps(net, x, y, absdiff, n_steps=cfg.saliency.insertion_steps), n=len(sel))
+    scores["absdiff"] = score_maps(net, x, y, absdiff, n_steps=cfg.saliency.insertion_steps)
     # a costly method scored the first n images: its contrastive score is over those
     contrast = {n: contrastive_drop(net, x[:scores[n]["n"]], scores[n]["maps"], morphs[:scores[n]["n"]],
                                     y[:scores[n]["n"]], other[:scores[n]["n"]], cfg.bench_top)

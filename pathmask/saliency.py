@@ -70,19 +70,3 @@ def contrastive_drop(model, x: torch.Tensor, maps: torch.Tensor, morphs: torch.T
     with torch.no_grad():
         p0, p1 = torch.softmax(model(x), 1), torch.softmax(model(moved), 1)
     return ((p0[idx, s] - p0[idx, o]) - (p1[idx, s] - p1[idx, o])).numpy()
-
-
-def score_maps(model, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, n_steps: int) -> dict:
-    """The scores ``common.saliency.score_methods`` gives a registered method (AD / AI / AG,
-    insertion, deletion in ``n_steps`` steps and their per-image values), for maps that are not a
-    registered method (the |input - morph| baseline needs the morphs of path-mask's run). Same
-    functions, same order."""
-    from common import saliency_metrics as sm
-    p = sm.class_probability(model, x, y)
-    o = sm.class_probability(model, x * maps[:, None], y)
-    r = dict(sm.average_drop_increase_gain(p, o), maps=maps)
-    idl = sm.insertion_deletion(model, x, maps, y, n_steps=n_steps)
-    r["insertion"], r["deletion"] = idl["insertion"] * 100, idl["deletion"] * 100
-    r["insertion_each"] = sm.auc(torch.as_tensor(idl["insertion_curves"])).numpy() * 100
-    r["deletion_each"] = sm.auc(torch.as_tensor(idl["deletion_curves"])).numpy() * 100
-    return r
