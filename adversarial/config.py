@@ -65,8 +65,8 @@ class AdversarialConfig:
     role_R: str = param("residual", kind="name")   # plays ResNet50 (f_R): the digit ResNet
     role_I: str = param("wide", kind="name")       # plays Inception-v3 (f_I): the wide shallow net (Inception's
                                                    # wide modules)
-    n_eval: int = param(200, ge=1)    # test images attacked (paper: the 50,000 of ImageNet val)
-    batch_size: int = param(200, ge=1)
+    n_eval: int = param(100, ge=1)    # test images attacked (paper: the 50,000 of ImageNet val; default: 100, cost)
+    batch_size: int = param(100, ge=1)
     # --- the threat model of 6.2.2 (eps in 0-255 units): attacks as data ---------------------------
     # one entry per attack: its settings dataclass, whose ``fn`` names a function registered in
     # adversarial/attacks.py (ATTACKS); tables, plots, stage keys and claims iterate over the entries
@@ -79,7 +79,7 @@ class AdversarialConfig:
     ssim_win: int = param(7, ge=3)    # skimage's default window; odd, <= image side
     # --- beyond the thesis: the adaptive curve (adversarial/adaptive.py) -------------------------
     # budgets: every L_inf radius of Fig 6.3's FGSM / BIM (derived from ``attacks``), and as L2 balls
-    n_adaptive: int = param(16, ge=1)    # the first n of the n_eval images (default: fewer, for cost)
+    n_adaptive: int = param(12, ge=1)    # the first n of the n_eval images (default: fewer, for cost)
     # default: L_inf only (BIM's threat model; cost), the paper preset adds the L2 balls
     adaptive_norms: tuple = param(("Linf",), items=item(str, choices=("Linf", "L2")), min_length=1)
     # which of the L_inf radii also run as L2 balls, and where AutoAttack's later stages (APGD-T, FAB-T,

@@ -37,7 +37,7 @@ class VQAConfig:
     max_eval_questions: int = param(0, ge=0)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        epochs=12, batch_size=6, lr=2e-3, optimizer="adamax", ckpt_every=1000, log_every=100))
+        epochs=12, batch_size=12, lr=3e-3, optimizer="adamax", ckpt_every=1000, log_every=100))
     # train.batch_size counts IMAGES: each step takes all questions of batch_size images (~9.6 each on
     # easy-VQA, ~5.4 on VQA 2.0), so the region CNN runs once per image (vqa.pipeline.group_by_image)
     hybrid_train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
