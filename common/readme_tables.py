@@ -68,8 +68,17 @@ def render_block(record: Mapping[str, Any], keys: list[str]) -> str:
     on = record.get("reported_on") or "the thesis' data"
     table = markdown_table(["metric", f"ours (mean ± std, {len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
                             "per seed", f"thesis ({on})"], rows)
-    claims = "\n".join(f"- [{c['status']}] {c['claim']}" for c in record.get("claims", []))
+    claims = "\n".join(f"- [{c['status']}] {c['claim']}{_per_seed(c)}" for c in record.get("claims", []))
     return head + "\n\n" + table + "\n" + (f"\n{claims}\n" if claims else "")
+
+
+def _per_seed(claim: Mapping) -> str:
+    """" (passes on k/n seeds: PASS, FAIL, ...)" for a claim judged over several seeds, else ""."""
+    seeds = claim.get("seeds") or {}
+    if len(seeds) < 2 or all(v == "SKIP" for v in seeds.values()):
+        return ""
+    n_pass = sum(v == "PASS" for v in seeds.values())
+    return f" (passes on {n_pass}/{len(seeds)} seeds: {', '.join(seeds.values())})"
 
 
 class _NoResult(Exception):
@@ -188,8 +197,10 @@ def block_cells(body: str) -> dict[tuple[str, str], str]:
     for ln in lines:
         if ln.startswith("_Written by"):
             cells[("provenance line", "")] = ln
-        elif claim := re.match(r"- \[(\w+)\] (.*)", ln):
+        elif claim := re.match(r"- \[(\w+)\] (.*?)(?: \(passes on (\d+/\d+ seeds: [A-Z, ]+)\))?$", ln):
             cells[(f"claim: {claim[2]}", "verdict")] = claim[1]
+            if claim[3]:
+                cells[(f"claim: {claim[2]}", "per seed")] = claim[3]
     return cells
 
 

@@ -111,3 +111,21 @@ def test_every_readme_mean_is_the_mean_of_its_own_seeds():
     assert seed_mean_mismatches(vqa.replace(row, bumped)) == [
         f"vqa.tab4_1 default: row acc_omega_all: mean {float(mean) + 0.02:.2f} but its seeds "
         f"{row.split('|')[3].strip()} average {sum(map(float, row.split('|')[3].split(','))) / 3:.6g}"]
+
+
+def test_claim_lines_carry_per_seed_verdicts_and_a_hand_edit_of_them_differs():
+    from common.readme_tables import block_cells, render_block
+    record = {"experiment": "toy.exp", "preset": "default", "metrics": {"acc": 70.0}, "metrics_std": {"acc": 1.0},
+              "metrics_by_seed": {"0": {"acc": 69.0}, "1": {"acc": 70.0}, "2": {"acc": 71.0}},
+              "provenance": {"seeds": [0, 1, 2]},
+              "claims": [{"claim": "acc above chance", "status": "FAIL",
+                          "seeds": {"0": "PASS", "1": "FAIL", "2": "PASS"}},
+                         {"claim": "paper only", "status": "SKIP", "seeds": {"0": "SKIP", "1": "SKIP", "2": "SKIP"}}]}
+    body = render_block(record, ["acc"])
+    assert "- [FAIL] acc above chance (passes on 2/3 seeds: PASS, FAIL, PASS)" in body
+    assert "- [SKIP] paper only\n" in body + "\n"           # nothing judged: no per-seed suffix
+    cells = block_cells(body)
+    assert cells[("claim: acc above chance", "verdict")] == "FAIL"
+    assert cells[("claim: acc above chance", "per seed")] == "2/3 seeds: PASS, FAIL, PASS"
+    edited = block_cells(body.replace("passes on 2/3 seeds: PASS, FAIL, PASS", "passes on 3/3 seeds: PASS, PASS, PASS"))
+    assert edited[("claim: acc above chance", "per seed")] != cells[("claim: acc above chance", "per seed")]
