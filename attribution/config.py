@@ -25,7 +25,8 @@ class AttributionConfig:
     # the benchmark grid (common.saliency): every generic method; its defaults are this chapter's
     # default preset (56 x 56: n_images 200, the costly methods on the first 32, extremal on the first
     # 12, 28 insertion steps of 112 px; README "Decisions"), the paper preset sets the sources' values
-    saliency: SaliencyBenchmark = dataclasses.field(default_factory=SaliencyBenchmark)
+    saliency: SaliencyBenchmark = dataclasses.field(    # digits: no flip jitter (README Decisions)
+        default_factory=lambda: SaliencyBenchmark(extremal_jitter=False))
     # the pointing game: boxes of the evaluation set itself, plus detection sets (paper: voc2007, coco2014)
     pointing_sets: tuple = param((), items=item(str, choices=("voc2007", "coco2014")))
     # safetensors of the same architecture with 20 / 80 outputs, or "random"
@@ -60,7 +61,8 @@ PAPER = {"dataset": "imagenet", "eval_split": "val", "model": "vgg16_bn", "image
          "saliency.occlusion_window_px": 32, "saliency.extremal_iters": 1600, "saliency.extremal_schedule": "thesis",
          "saliency.extremal_kernel": "thesis", "saliency.extremal_step_px": 7, "saliency.extremal_sigma_px": 21.0,
          "saliency.extremal_max_blur_px": 20.0, "saliency.meaningful_iters": 300, "saliency.meaningful_mask_size": 28,
-         "saliency.meaningful_blur_px": 10.0, "saliency.meaningful_mask_blur_px": 5.0, "saliency.meaningful_jitter_px": 4}
+         "saliency.meaningful_blur_px": 10.0, "saliency.meaningful_mask_blur_px": 5.0, "saliency.meaningful_jitter_px": 4,
+         "saliency.extremal_jitter": True}
 SMOKE = {"saliency.n_images": 6, "saliency.n_images_slow": 4, "saliency.n_images_extremal": 4,
          "saliency.insertion_steps": 8, "batch_size": 4, "train.epochs": 1, "width": 8, "saliency.rise_masks": 64,
          "saliency.ig_steps": 4, "saliency.extremal_iters": 4, "saliency.meaningful_iters": 4,

@@ -88,7 +88,7 @@ class SSALConfig:
         slow_methods=("fakecam", "center", "scorecam", "ablationcam", "xgradcam", "layercam", "opticam", "occlusion",
                       "rise", "meaningful", "meaningful-top5"),
         n_images_slow=4, n_images_extremal=2, insertion_steps=224, ig_steps=32, opticam_iters=25, rise_masks=500,
-        occlusion_window_px=4, extremal_iters=30, extremal_step_px=2, extremal_sigma_px=4.0,
+        occlusion_window_px=4, extremal_iters=30, extremal_jitter=False, extremal_step_px=2, extremal_sigma_px=4.0,
         extremal_max_blur_px=2.5, meaningful_iters=30, meaningful_mask_size=7, meaningful_blur_px=1.25,
         meaningful_mask_blur_px=0.6), identity=False)
     augment: bool = False                 # random crop + flip (CIFAR); off for digits: a flip changes the number
@@ -135,7 +135,7 @@ _TRAIN_PAPER = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 0.1, "t
 PAPER = {"dataset": "cifar100", "test_split": "test", "arch": "resnet18", "downsample": 1, "augment": True,
          "confusion": "hard",
          "branch_strides": (), "eta": 0.4,
-         "branch_layout": "thesis", "eval_batch_size": 500,
+         "branch_layout": "thesis", "eval_batch_size": 500, "saliency.extremal_jitter": True,
          "archs": ("resnet50", "se-wrn16-8", "wrn28-10", "densenet190-40"), "tab7_2_rows": TAB_7_2_ROWS,
          **_TRAIN_PAPER}
 SMOKE = {"max_train": 800, "max_test": 300, "mini_widths": (8, 16, 32), "branch_convs": (8, 8, 16, 16),

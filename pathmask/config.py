@@ -87,7 +87,7 @@ class PathMaskConfig:
         slow_methods=("fakecam", "center", "ablationcam", "xgradcam", "opticam", "rise", "meaningful",
                       "meaningful-top5"),
         n_images_slow=4, n_images_extremal=2, insertion_steps=224, ig_steps=32, opticam_iters=50, rise_masks=500,
-        occlusion_window_px=4, extremal_iters=30, extremal_step_px=2, extremal_sigma_px=4.0,
+        occlusion_window_px=4, extremal_iters=30, extremal_jitter=False, extremal_step_px=2, extremal_sigma_px=4.0,
         extremal_max_blur_px=2.5, meaningful_iters=50, meaningful_mask_size=7, meaningful_blur_px=1.25,
         meaningful_mask_blur_px=0.6), identity=False)
     bench_top: float = param(0.1, gt=0, lt=1)       # contrastive score: fraction of top pixels moved to the morph
