@@ -31,6 +31,9 @@ def main(argv=None) -> None:
     p.add_argument("--images", type=int, default=24)
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     a = p.parse_args(argv)
+    names = a.variants.split(",")
+    if unknown := [n for n in names if n not in VARIANTS]:       # refused before the CNN is trained
+        p.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     torch.set_num_threads(1)
     cfg = get("attribution.benchmark").resolve_config("default")
     ctx = RunContext(experiment="attribution.extremal_variants", preset="default", seed=a.seed, device="cpu",
@@ -45,7 +48,7 @@ def main(argv=None) -> None:
     c = score_methods(model, x, y, ["center"], base, **kw)["center"]["pointing_each"]
     print(f"canvas CNN test accuracy {info.get('test_accuracy', float('nan')):.1f} %, seed {a.seed}, "
           f"{len(x)} images; centre: {np.nansum(c) / 100:.0f} hits", flush=True)
-    for name in a.variants.split(","):
+    for name in names:
         t = time.process_time()
         opts = {"extremal": dict(base["extremal"], **VARIANTS[name])}
         e = score_methods(model, x, y, ["extremal"], opts, **kw)["extremal"]["pointing_each"]

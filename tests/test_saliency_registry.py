@@ -129,3 +129,11 @@ def test_extremal_flip_jitter_is_an_option_off_for_digits_on_for_natural_images(
         assert get(name).resolve_config("default").saliency.extremal_jitter is False, name
     assert get("attribution.benchmark").resolve_config("paper").saliency.extremal_jitter is True
     assert get("auxiliary.saliency_benchmark").resolve_config("paper").saliency.extremal_jitter is True
+
+
+def test_extremal_variants_refuses_an_unknown_variant_before_any_work(tmp_path):
+    import pytest
+    from attribution.extremal_variants import main
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(tmp_path), "--variants", "no-jitter,bogus"])
+    assert e.value.code == 2 and not any(tmp_path.iterdir())     # nothing trained or written
